@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install everything vo-similarity needs on a fresh Debian machine (run as root).
+# Idempotent: a second run checks and returns in seconds.
+#   - Debian packages: the built-in real sample (stellarium-data), real FITS test
+#     files (ftools-fv); PostgreSQL + GAVO DaCHS come with scripts/setup_dachs.sh.
+#   - a virtual environment in .venv with the package installed editable (+ dev tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(stellarium-data ftools-fv)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "install: Debian packages ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "install: creating .venv with $($PY --version)"
+    "$PY" -m venv .venv
+fi
+
+# Reinstall only when the dependency declaration changed.
+stamp=.venv/.vo-similarity-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "install: Python packages (torch, lightly, astropy, pyvo, ...); the first time takes a few minutes"
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+        | grep -v "is ignored: it is neither a file nor a directory" || true
+    .venv/bin/python -c "import vo_similarity, torch, torchvision, lightly" \
+        || { echo "install: the Python environment is broken (see above)" >&2; exit 1; }
+    echo "$want" > "$stamp"
+fi
+echo "install: ready (.venv/bin/vo-similarity)"

@@ -1,0 +1,5 @@
+import sys
+
+from vo_similarity.cli import main
+
+sys.exit(main())

@@ -1,0 +1,135 @@
+"""The work directory: the files through which the pipeline stages talk.
+
+Every stage reads and writes files below one folder, so that each stage can be
+rerun, resumed and tested on its own (DESIGN §1). This module is the single
+place that knows the file names; stages ask it for paths and never build them.
+
+Layout::
+
+    WORK/
+      manifest.ecsv            one row per image (astropy ECSV, typed columns)
+      pixels.npy               float16 [N, 1, S, S], values in [0, 1], masked pixels 0
+      previews/<image_id>.png  one PNG preview per image
+      contact_sheet.png        the ingested images at a glance
+      ingest_report.txt        one line per rejected input: "<path>\\t<reason>"
+      models/<name>/
+        config.json            the hyperparameters (learn.config.TrainConfig) + name, category
+        checkpoint.pt          latest training state (resumable)
+        model.pt               final weights
+        loss.png, train.log    loss curve and run log
+        embeddings.npy         float32 [N, D] unit vectors
+        embedding_ids.npy      int32 [N] image_id of each embedding row
+        neighbours_ids.npy     int32 [N, k] image_id of neighbours, rank order, self excluded
+        neighbours_dist.npy    float32 [N, k] L2 distance of unit vectors
+        outlier.npy            float32 [N] per-image outlier score
+        evaluation.json        metrics (with baselines)
+        evaluation_grid.png    queries and their nearest neighbours
+      tune/study.sqlite, tune/best_config.json
+
+Rows of ``embedding_ids.npy`` and of the neighbour files are aligned: row i of
+``neighbours_ids.npy`` holds the neighbours of image ``embedding_ids[i]``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["WorkDir", "ModelDir", "MANIFEST_COLUMNS", "atomic_path"]
+
+#: Columns of the manifest, in order, with their meaning. Unknown floats are NaN,
+#: unknown strings are empty.
+MANIFEST_COLUMNS: dict[str, str] = {
+    "image_id": "dense integer id, 0..N-1, the row of pixels.npy",
+    "obs_publisher_did": "IVOA publisher DID, ivo://<authority>/~?<obs_id>",
+    "obs_id": "identifier of the observation inside this collection",
+    "target_name": "astronomical object observed, if any",
+    "s_ra": "ICRS right ascension of the image centre [deg]",
+    "s_dec": "ICRS declination of the image centre [deg]",
+    "s_fov": "diameter of the field of view [deg]",
+    "category": "science category (e.g. galaxy, nebula, synthetic)",
+    "credit": "who made the image; shown wherever the image is shown",
+    "source_path": "where the image came from (file path or URL)",
+    "label": "class label where known (ground truth for evaluation), else empty",
+}
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def atomic_path(path: Path) -> Path:
+    """Return a temporary sibling of ``path`` to write and then ``os.replace``.
+
+    Writers put a file in place only when it is complete, so a killed stage
+    never leaves a half-written file under the final name.
+    """
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """The files of one model below ``WORK/models/<name>``."""
+
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    config = property(lambda self: self.root / "config.json")
+    checkpoint = property(lambda self: self.root / "checkpoint.pt")
+    weights = property(lambda self: self.root / "model.pt")
+    loss_plot = property(lambda self: self.root / "loss.png")
+    log = property(lambda self: self.root / "train.log")
+    embeddings = property(lambda self: self.root / "embeddings.npy")
+    embedding_ids = property(lambda self: self.root / "embedding_ids.npy")
+    neighbour_ids = property(lambda self: self.root / "neighbours_ids.npy")
+    neighbour_dist = property(lambda self: self.root / "neighbours_dist.npy")
+    outlier = property(lambda self: self.root / "outlier.npy")
+    evaluation = property(lambda self: self.root / "evaluation.json")
+    evaluation_grid = property(lambda self: self.root / "evaluation_grid.png")
+
+    def ensure(self) -> ModelDir:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """The work directory shared by all stages."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]):
+        object.__setattr__(self, "root", Path(root).expanduser().resolve())
+
+    manifest = property(lambda self: self.root / "manifest.ecsv")
+    pixels = property(lambda self: self.root / "pixels.npy")
+    previews = property(lambda self: self.root / "previews")
+    contact_sheet = property(lambda self: self.root / "contact_sheet.png")
+    ingest_report = property(lambda self: self.root / "ingest_report.txt")
+    tune = property(lambda self: self.root / "tune")
+
+    def preview(self, image_id: int) -> Path:
+        return self.previews / f"{int(image_id)}.png"
+
+    def model(self, name: str) -> ModelDir:
+        """The folder of model ``name`` (letters, digits, ``_.-``; at most 64)."""
+        if not _NAME_RE.match(name):
+            raise ValueError(
+                f"invalid model name {name!r}: use letters, digits, '_', '.', '-' "
+                "(at most 64, starting with a letter or digit)"
+            )
+        return ModelDir(self.root / "models" / name)
+
+    def models(self) -> list[ModelDir]:
+        """All models that have a config, sorted by name."""
+        base = self.root / "models"
+        if not base.is_dir():
+            return []
+        return [ModelDir(p) for p in sorted(base.iterdir()) if (p / "config.json").is_file()]
+
+    def ensure(self) -> WorkDir:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
