@@ -62,8 +62,6 @@ corsOriginPat: .*
 [ivoa]
 authority: $AUTHORITY
 
-[async]
-maxTAPRows: 10000000
 RC
   if ! cmp -s "$tmp" /etc/gavo.rc 2>/dev/null; then
     install -m 0644 "$tmp" /etc/gavo.rc
@@ -100,16 +98,18 @@ fi
 # 3. DaCHS ---------------------------------------------------------------
 URL="http://127.0.0.1:$PORT"
 if curl -fsS -o /dev/null --max-time 5 "$URL/tap/availability" 2>/dev/null; then
-  # Reload configuration and RDs if gavo.rc changed; cheap otherwise.
-  dachs serv reload >/dev/null 2>&1 || true
+  if [[ /etc/gavo.rc -nt "$GAVO_ROOT/state" ]]; then
+    dachs serv restart >/dev/null 2>&1 || true
+  fi
 else
   log "starting DaCHS on $URL"
   dachs serv start >/dev/null 2>&1 || dachs serv restart >/dev/null 2>&1 || true
-  for _ in $(seq 1 60); do
-    curl -fsS -o /dev/null --max-time 2 "$URL/tap/availability" 2>/dev/null && break
-    sleep 0.5
-  done
-  curl -fsS -o /dev/null --max-time 5 "$URL/tap/availability" \
-    || { echo "setup_dachs.sh: DaCHS did not answer on $URL; see $GAVO_ROOT/logs/" >&2; exit 1; }
 fi
+for _ in $(seq 1 60); do
+  curl -fsS -o /dev/null --max-time 2 "$URL/tap/availability" 2>/dev/null && break
+  sleep 0.5
+done
+curl -fsS -o /dev/null --max-time 5 "$URL/tap/availability" \
+  || { echo "setup_dachs.sh: DaCHS did not answer on $URL; see $GAVO_ROOT/logs/" >&2; exit 1; }
+touch "$GAVO_ROOT/state"
 echo "$URL"

@@ -7,7 +7,9 @@ place that knows the file names; stages ask it for paths and never build them.
 Layout::
 
     WORK/
-      manifest.ecsv            one row per image (astropy ECSV, typed columns)
+      manifest.ecsv            one row per image (astropy ECSV, typed columns; read it
+                               with vo_similarity.ingest.manifest.read_manifest, which
+                               turns ECSV's masked empty strings back into "")
       pixels.npy               float16 [N, 1, S, S], values in [0, 1], masked pixels 0
       previews/<image_id>.png  one PNG preview per image
       contact_sheet.png        the ingested images at a glance
@@ -110,6 +112,10 @@ class WorkDir:
     contact_sheet = property(lambda self: self.root / "contact_sheet.png")
     ingest_report = property(lambda self: self.root / "ingest_report.txt")
     tune = property(lambda self: self.root / "tune")
+    #: per-input results of ingest, so that a killed run resumes (internal to ingest)
+    ingest_journal = property(lambda self: self.root / ".ingest-journal")
+    #: FITS files written by ``ingest --synthetic``
+    synthetic = property(lambda self: self.root / "synthetic")
 
     def preview(self, image_id: int) -> Path:
         return self.previews / f"{int(image_id)}.png"

@@ -1,0 +1,444 @@
+<resource schema="similarity" resdir=".">
+  <!-- vo-similarity: images, their exact nearest neighbours under learned
+    affine-invariant embeddings, the models that made them, and what users
+    marked similar.  Loaded by `vo-similarity publish` (docs/publish.md):
+    images and models through `dachs imp`, neighbours by binary COPY into
+    sql/neighbour_sets.sql's partitioned table, swapped in per model. -->
+  <meta name="title">Image similarity: nearest neighbours of archive images</meta>
+  <meta name="description">
+    For every image of the collection, its nearest neighbours (up to 1000, in
+    rank order) under self-supervised, affine-invariant image embeddings
+    (SimCLR, Chen et al. 2020, arXiv:2002.05709).  The images are published in
+    ivoa.obscore; similarity.neighbours joins them with each other, so that
+    "show me images like this one" is one ADQL statement.  Several models
+    (e.g. one per science category) live side by side, told apart by model_id.
+  </meta>
+  <meta name="creationDate">2026-11-27T00:00:00Z</meta>
+  <meta name="subject">astronomical-object-classification</meta>
+  <meta name="subject">astronomical-methods</meta>
+  <meta name="creator.name">vo-similarity</meta>
+  <meta name="contentLevel">Research</meta>
+  <meta name="type">Archive</meta>
+  <meta name="_dataUpdated">2026-11-27T00:00:00Z</meta>
+
+  <!-- =========================== images =========================== -->
+  <table id="images" onDisk="True" adql="True" primary="image_id">
+    <meta name="description">One row per image: position, field of view,
+      target, science category and credit.  Published into ivoa.obscore
+      (access_url is the image file, preview a PNG).</meta>
+    <mixin>//products#table</mixin>
+    <mixin
+      productType="'image'"
+      calibLevel="0"
+      collectionName="'vo-similarity'"
+      did="obs_publisher_did"
+      obsId="obs_id"
+      title="COALESCE(NULLIF(target_name, ''), obs_id) || ' (' || credit || ')'"
+      targetName="NULLIF(target_name, '')"
+      ra="s_ra"
+      dec="s_dec"
+      fov="s_fov"
+      oUCD="'phot.flux'"
+      mime="mime"
+      createDIDIndex="True"
+      >//obscore#publish</mixin>
+
+    <column name="image_id" type="integer" required="True"
+      ucd="meta.id;meta.main" tablehead="Image"
+      description="Dense integer id of the image in this collection; the key
+        of similarity.neighbours."/>
+    <column name="obs_publisher_did" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="DID"
+      description="IVOA publisher dataset identifier; equals
+        ivoa.obscore.obs_publisher_did."/>
+    <column name="obs_id" type="text" ucd="meta.id"
+      tablehead="Obs. id"
+      description="Identifier of the observation inside this collection."/>
+    <column name="target_name" type="text" ucd="meta.id;src"
+      tablehead="Target"
+      description="Astronomical object observed, if any."/>
+    <column name="s_ra" type="double precision" unit="deg"
+      ucd="pos.eq.ra;meta.main" tablehead="RA"
+      description="ICRS right ascension of the image centre."/>
+    <column name="s_dec" type="double precision" unit="deg"
+      ucd="pos.eq.dec;meta.main" tablehead="Dec"
+      description="ICRS declination of the image centre."/>
+    <column name="s_fov" type="real" unit="deg"
+      ucd="phys.angSize;instr.fov" tablehead="FoV"
+      description="Diameter of the field of view."/>
+    <column name="category" type="text" ucd="meta.code.class"
+      tablehead="Category"
+      description="Science category of the image (e.g. galaxy, nebula)."/>
+    <column name="credit" type="text" ucd="meta.bib.author"
+      tablehead="Credit"
+      description="Who made the image; show it wherever the image is shown."/>
+    <column name="source_path" type="text" ucd="meta.ref"
+      tablehead="Source" verbLevel="25"
+      description="Where the image came from (file name or URL)."/>
+    <column name="label" type="text" ucd="meta.code.class"
+      tablehead="Label" verbLevel="20"
+      description="Class label where known (ground truth), else empty."/>
+    <column name="mime" type="text" ucd="meta.code.mime"
+      tablehead="Format" verbLevel="20"
+      description="Media type of the image file behind access_url."/>
+    <index name="images_q3c">q3c_ang2ipix(s_ra, s_dec)</index>
+  </table>
+
+  <data id="import_images" updating="True">
+    <!-- written by `vo-similarity publish` from the work dir's manifest -->
+    <sources>data/images.csv</sources>
+    <csvGrammar>
+      <rowfilter procDef="//products#define">
+        <bind key="table">"\schema.images"</bind>
+        <bind key="accref">@accref</bind>
+        <bind key="path">@accref</bind>
+        <bind key="fsize">int(@accsize)</bind>
+        <bind key="mime">@mime</bind>
+        <bind key="preview">@preview</bind>
+        <bind key="preview_mime">"image/png"</bind>
+      </rowfilter>
+    </csvGrammar>
+    <make table="images">
+      <script type="newSource" lang="python" name="replace all images">
+        table.connection.execute("DELETE FROM similarity.images")
+      </script>
+      <rowmaker idmaps="image_id,obs_publisher_did,obs_id,target_name,s_ra,s_dec,s_fov,category,credit,source_path,label,mime"/>
+    </make>
+  </data>
+
+  <!-- =========================== models =========================== -->
+  <table id="models" onDisk="True" adql="True" primary="model_id">
+    <meta name="description">The models whose neighbours are published:
+      name, science category, when it was published, its hyperparameters and
+      evaluation metrics (JSON).</meta>
+    <column name="model_id" type="smallint" required="True"
+      ucd="meta.id;meta.main" tablehead="Model"
+      description="Key of the model in similarity.neighbours."/>
+    <column name="name" type="text" required="True" ucd="meta.id"
+      tablehead="Name" description="Name of the model (its work dir folder)."/>
+    <column name="category" type="text" ucd="meta.code.class"
+      tablehead="Category"
+      description="Science category the model is for (empty: all images)."/>
+    <column name="created" type="timestamp" unit="d"
+      ucd="time.creation" tablehead="Published"
+      description="When these neighbours were published."/>
+    <column name="n_images" type="integer" required="True" ucd="meta.number"
+      tablehead="#images" description="Number of images with neighbours."/>
+    <column name="k" type="smallint" required="True" ucd="meta.number"
+      tablehead="k" description="Number of neighbours per image."/>
+    <column name="hyperparameters" type="text" ucd="meta.note"
+      tablehead="Hyperparameters"
+      description="Hyperparameters of the model (the config.json, as JSON)."/>
+    <column name="metrics" type="text" ucd="stat.fit.goodness"
+      tablehead="Metrics"
+      description="Evaluation metrics with baselines (JSON), where evaluated."/>
+    <index columns="name" name="models_name"/>
+  </table>
+
+  <data id="import_models" updating="True">
+    <!-- one JSON file per model, written by `vo-similarity publish` -->
+    <sources pattern="data/models/*.json"/>
+    <embeddedGrammar>
+      <iterator>
+        <setup imports="json"/>
+        <code>
+          with open(self.sourceToken, encoding="utf-8") as f:
+            yield json.load(f)
+        </code>
+      </iterator>
+    </embeddedGrammar>
+    <make table="models">
+      <script type="newSource" lang="python" name="replace this model">
+        import os
+        name = os.path.basename(kwargs["sourceToken"])[:-len(".json")]
+        table.connection.execute(
+          "DELETE FROM similarity.models WHERE name=%(name)s", {"name": name})
+      </script>
+      <rowmaker idmaps="*"/>
+    </make>
+  </data>
+
+  <!-- ======================== neighbours ========================== -->
+  <STREAM id="neighbourColumns">
+    <column name="model_id" type="smallint" required="True"
+      ucd="meta.id;meta.software" tablehead="Model"
+      description="Model whose embedding gave this neighbour
+        (see similarity.models)."/>
+    <column name="image_id" type="integer" required="True"
+      ucd="meta.id;meta.main" tablehead="Image"
+      description="The query image (similarity.images.image_id)."/>
+    <column name="rank" type="smallint" required="True"
+      ucd="meta.number;stat.rank" tablehead="Rank"
+      description="Rank of the neighbour, 1 = most similar; the image itself
+        is left out."/>
+    <column name="neighbour_id" type="integer" required="True"
+      ucd="meta.id.cross" tablehead="Neighbour"
+      description="The similar image (similarity.images.image_id)."/>
+    <column name="dist" type="real" required="True"
+      ucd="pos.distance;arith.ratio" unit=""
+      tablehead="Distance"
+      description="Euclidean distance of the two unit embedding vectors
+        (0 identical, 2 opposite); sqrt(2 - 2 cos)."/>
+  </STREAM>
+
+  <table id="neighbours" onDisk="True" adql="True">
+    <meta name="description">The nearest neighbours of every image, one row
+      per (model, image, rank), with the publisher DIDs of both images, so
+      that one join reaches ivoa.obscore.  Stored as one row per image with
+      arrays (table similarity.neighbour_sets, not in TAP) and unnested
+      here.</meta>
+    <FEED source="neighbourColumns"/>
+    <column name="obs_publisher_did" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="DID"
+      description="Publisher DID of the query image; joins
+        ivoa.obscore.obs_publisher_did."/>
+    <column name="neighbour_did" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="Neighbour DID"
+      description="Publisher DID of the similar image; joins
+        ivoa.obscore.obs_publisher_did."/>
+    <foreignKey inTable="images" source="image_id" metaOnly="True"/>
+    <foreignKey inTable="images" source="neighbour_id" dest="image_id"
+      metaOnly="True"/>
+    <foreignKey inTable="models" source="model_id" metaOnly="True"/>
+    <foreignKey inTable="//obscore#ObsCore" source="obs_publisher_did"
+      metaOnly="True"/>
+    <foreignKey inTable="//obscore#ObsCore" source="neighbour_did"
+      dest="obs_publisher_did" metaOnly="True"/>
+    <viewStatement>
+      CREATE VIEW \curtable (\colNames) AS (
+        SELECT s.model_id, s.image_id, CAST(u.rank AS smallint),
+          u.neighbour_id, u.dist, q.obs_publisher_did, nb.obs_publisher_did
+        FROM \schema.neighbour_sets AS s
+        JOIN \schema.images AS q ON q.image_id = s.image_id
+        CROSS JOIN LATERAL unnest(s.neighbour_ids, s.dists)
+          WITH ORDINALITY AS u(neighbour_id, dist, rank)
+        JOIN \schema.images AS nb ON nb.image_id = u.neighbour_id)
+    </viewStatement>
+  </table>
+
+  <table id="outliers" onDisk="True" adql="True">
+    <meta name="description">Per model and image, how unusual the image is:
+      the outlier score of the neighbour stage (larger: fewer close
+      neighbours).</meta>
+    <column original="neighbours.model_id"/>
+    <column original="neighbours.image_id"/>
+    <column original="neighbours.obs_publisher_did"/>
+    <column name="outlier" type="real" ucd="stat.value;meta.code.qual"
+      tablehead="Outlier score"
+      description="Outlier score of the image under this model (larger is
+        more unusual)."/>
+    <foreignKey inTable="images" source="image_id" metaOnly="True"/>
+    <foreignKey inTable="models" source="model_id" metaOnly="True"/>
+    <foreignKey inTable="//obscore#ObsCore" source="obs_publisher_did"
+      metaOnly="True"/>
+    <viewStatement>
+      CREATE VIEW \curtable (\colNames) AS (
+        SELECT s.model_id, s.image_id, q.obs_publisher_did, s.outlier
+        FROM \schema.neighbour_sets AS s
+        JOIN \schema.images AS q ON q.image_id = s.image_id)
+    </viewStatement>
+  </table>
+
+  <data id="views">
+    <make table="neighbours"/>
+    <make table="outliers"/>
+  </data>
+
+  <!-- ======================== selections ========================== -->
+  <table id="selections" onDisk="True" adql="True">
+    <meta name="description">What users marked similar or not similar to a
+      query image, for refining searches and as training signal.</meta>
+    <column original="neighbours.model_id"
+      description="Model whose neighbours the user was looking at."/>
+    <column original="neighbours.image_id"
+      description="The query image (similarity.images.image_id)."/>
+    <column name="chosen_id" type="integer" required="True"
+      ucd="meta.id.cross" tablehead="Chosen"
+      description="The image the user marked (similarity.images.image_id)."/>
+    <column name="is_similar" type="boolean" required="True"
+      ucd="meta.code" tablehead="Similar?"
+      description="True: marked similar; false: marked not similar."/>
+    <column name="created" type="timestamp" unit="d"
+      ucd="time.creation" tablehead="When"
+      description="When the user made the selection (UTC)."/>
+    <foreignKey inTable="images" source="image_id" metaOnly="True"/>
+    <foreignKey inTable="images" source="chosen_id" dest="image_id"
+      metaOnly="True"/>
+    <foreignKey inTable="models" source="model_id" metaOnly="True"/>
+    <index columns="image_id"/>
+  </table>
+
+  <data id="create_selections" updating="True">
+    <!-- creates the table if missing and never drops user input -->
+    <make table="selections"/>
+  </data>
+
+  <!-- ========================= TAP examples ======================== -->
+  <!-- Fed into the TAP service's examples by /var/gavo/etc/userconfig.rd
+    (installed by `vo-similarity publish`).  They use image_id 0 and
+    model_id 1, which exist in every publication (ids are dense and the
+    first model published gets 1); `vo-similarity publish` prints the same
+    queries with a real DID. -->
+  <STREAM id="tapexamples">
+    <meta name="_example" title="The 20 images most similar to one image">
+      Give the publisher DID of an image (or, as here, its image_id) and get
+      its 20 nearest neighbours with their ObsCore metadata, most similar
+      first.  dist is the distance of the embeddings (0: identical).
+
+      .. tapquery::
+
+        SELECT TOP 20 n.rank, n.dist, o.obs_publisher_did, o.target_name,
+          o.s_ra, o.s_dec, o.access_url, o.preview
+        FROM similarity.neighbours AS n
+        JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did
+        WHERE n.image_id = 0 AND n.model_id = 1
+        ORDER BY rank
+    </meta>
+    <meta name="_example" title="Refine from several chosen images">
+      Images that are among the 100 nearest neighbours of several chosen
+      images at once, ranked by how many of them agree and then by mean
+      distance; the chosen images themselves are left out.
+
+      .. tapquery::
+
+        SELECT TOP 20 n.neighbour_did, COUNT(*) AS votes,
+          AVG(n.dist) AS mean_dist
+        FROM similarity.neighbours AS n
+        WHERE n.model_id = 1 AND n.rank &lt;= 100
+          AND n.image_id IN (0, 1, 2) AND n.neighbour_id NOT IN (0, 1, 2)
+        GROUP BY n.neighbour_did
+        ORDER BY votes DESC, mean_dist
+    </meta>
+    <meta name="_example" title="Similar images of other targets">
+      Leave out images of the same place on the sky: neighbours whose centre
+      is more than 1 degree from the query image's.
+
+      .. tapquery::
+
+        SELECT TOP 20 n.rank, n.dist, o.target_name, o.s_ra, o.s_dec,
+          o.access_url
+        FROM similarity.neighbours AS n
+        JOIN ivoa.obscore AS q ON q.obs_publisher_did = n.obs_publisher_did
+        JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did
+        WHERE n.image_id = 0 AND n.model_id = 1
+          AND DISTANCE(POINT('ICRS', o.s_ra, o.s_dec),
+                       POINT('ICRS', q.s_ra, q.s_dec)) &gt; 1
+        ORDER BY rank
+    </meta>
+    <meta name="_example" title="The most unusual images">
+      Images with the largest outlier score, i.e. the fewest close
+      neighbours under the model.
+
+      .. tapquery::
+
+        SELECT TOP 20 s.outlier, o.obs_publisher_did, o.target_name,
+          o.access_url, o.preview
+        FROM similarity.outliers AS s
+        JOIN ivoa.obscore AS o ON o.obs_publisher_did = s.obs_publisher_did
+        WHERE s.model_id = 1
+        ORDER BY outlier DESC
+    </meta>
+    <meta name="_example" title="Similar images within a sky region">
+      Among the 1000 nearest neighbours of an image, those whose centre lies
+      within 30 degrees of a position (here the Orion nebula).
+
+      .. tapquery::
+
+        SELECT TOP 50 n.rank, n.dist, o.target_name, o.s_ra, o.s_dec,
+          o.access_url
+        FROM similarity.neighbours AS n
+        JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did
+        WHERE n.image_id = 0 AND n.model_id = 1
+          AND 1 = CONTAINS(POINT('ICRS', o.s_ra, o.s_dec),
+                           CIRCLE('ICRS', 83.82, -5.39, 30))
+        ORDER BY rank
+    </meta>
+  </STREAM>
+
+  <!-- ====================== regression suite ======================= -->
+  <!-- `dachs test similarity/q`: properties that fail when a load is
+    broken (counts, rank order, sorted distances, DIDs resolving in
+    ivoa.obscore), whatever data set is published. -->
+  <regSuite title="similarity regression" sequential="True">
+    <regTest title="Top 20 of image 0 come in rank order, sorted by dist">
+      <url parSet="TAP" QUERY="SELECT TOP 20 n.rank, n.dist, n.image_id,
+        n.neighbour_id, o.obs_publisher_did FROM similarity.neighbours AS n
+        JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did
+        WHERE n.image_id = 0 AND n.model_id = 1 ORDER BY rank"
+        >/tap/sync</url>
+      <code>
+        rows = self.getVOTableRows()
+        self.assertEqual([r["rank"] for r in rows], list(range(1, 21)))
+        dists = [r["dist"] for r in rows]
+        self.assertEqual(dists, sorted(dists))
+        self.assertTrue(0 &lt;= dists[0] and dists[-1] &lt;= 2.0001)
+        self.assertFalse(any(r["neighbour_id"] == 0 for r in rows))
+        self.assertEqual(len(set(r["neighbour_id"] for r in rows)), 20)
+        self.assertTrue(all(r["obs_publisher_did"].startswith("ivo://")
+          for r in rows))
+      </code>
+    </regTest>
+
+    <regTest title="Every image has exactly k neighbours per model">
+      <url parSet="TAP" QUERY="SELECT m.model_id, m.k, m.n_images,
+        COUNT(*) AS n_rows, COUNT(DISTINCT n.image_id) AS n_queried,
+        MAX(n.rank) AS max_rank FROM similarity.models AS m
+        JOIN similarity.neighbours AS n ON n.model_id = m.model_id
+        WHERE n.image_id IN (0, 1) GROUP BY m.model_id, m.k, m.n_images"
+        >/tap/sync</url>
+      <code>
+        rows = self.getVOTableRows()
+        self.assertTrue(len(rows) &gt;= 1)
+        for r in rows:
+          self.assertEqual(r["n_rows"], 2 * r["k"])
+          self.assertEqual(r["max_rank"], r["k"])
+          self.assertEqual(r["n_queried"], 2)
+          self.assertTrue(r["n_images"] &gt; r["k"])
+      </code>
+    </regTest>
+
+    <regTest title="Every image is in ivoa.obscore with access_url and preview">
+      <url parSet="TAP" QUERY="SELECT COUNT(*) AS n_images,
+        COUNT(o.obs_publisher_did) AS n_obscore,
+        SUM(CASE WHEN o.access_url IS NULL THEN 0 ELSE 1 END) AS n_access,
+        SUM(CASE WHEN o.preview IS NULL THEN 0 ELSE 1 END) AS n_preview
+        FROM similarity.images AS i LEFT OUTER JOIN ivoa.obscore AS o
+        ON o.obs_publisher_did = i.obs_publisher_did"
+        >/tap/sync</url>
+      <code>
+        row = self.getFirstVOTableRow()
+        self.assertTrue(row["n_images"] &gt; 1)
+        self.assertEqual(row["n_obscore"], row["n_images"])
+        self.assertEqual(row["n_access"], row["n_images"])
+        self.assertEqual(row["n_preview"], row["n_images"])
+      </code>
+    </regTest>
+
+    <regTest title="Neighbour DIDs agree with the images table">
+      <url parSet="TAP" QUERY="SELECT TOP 5 n.neighbour_id, n.neighbour_did,
+        i.obs_publisher_did FROM similarity.neighbours AS n
+        JOIN similarity.images AS i ON i.image_id = n.neighbour_id
+        WHERE n.image_id = 1 AND n.model_id = 1 ORDER BY rank"
+        >/tap/sync</url>
+      <code>
+        rows = self.getVOTableRows()
+        self.assertEqual(len(rows), 5)
+        for r in rows:
+          self.assertEqual(r["neighbour_did"], r["obs_publisher_did"])
+      </code>
+    </regTest>
+
+    <regTest title="Outlier scores exist for every image of model 1">
+      <url parSet="TAP" QUERY="SELECT COUNT(*) AS n, COUNT(s.outlier) AS
+        n_scored, m.n_images FROM similarity.outliers AS s
+        JOIN similarity.models AS m ON m.model_id = s.model_id
+        WHERE s.model_id = 1 GROUP BY m.n_images"
+        >/tap/sync</url>
+      <code>
+        row = self.getFirstVOTableRow()
+        self.assertEqual(row["n"], row["n_images"])
+        self.assertEqual(row["n_scored"], row["n_images"])
+      </code>
+    </regTest>
+  </regSuite>
+</resource>

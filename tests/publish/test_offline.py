@@ -1,0 +1,86 @@
+"""Parts of publishing that need no server: sample data, COPY encoding, checks."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from vo_similarity.publish.copy import COPY_HEADER, COPY_TRAILER, encode_copy_rows
+from vo_similarity.publish.dachs import DachsError, DachsSite
+from vo_similarity.publish.publisher import WorkDirIncomplete, check_workdir
+from vo_similarity.publish.queries import adql_string, similar_images_query
+from vo_similarity.publish.sample import exact_neighbours, make_sample_workdir
+
+
+def test_exact_neighbours_match_brute_force():
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(50, 8)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    ids, dist = exact_neighbours(v, 10, block=7)
+    d = np.linalg.norm(v[:, None] - v[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    np.testing.assert_array_equal(ids, np.argsort(d, axis=1, kind="stable")[:, :10])
+    np.testing.assert_allclose(dist, np.sort(d, axis=1)[:, :10], atol=1e-5)
+
+
+def _decode(buf: bytes, k: int):
+    """A straightforward (slow) reader of the binary COPY rows we write."""
+    rows, pos = [], 0
+    while pos < len(buf):
+        (nfields,) = struct.unpack_from(">h", buf, pos)
+        pos += 2
+        assert nfields == 5
+        _, model = struct.unpack_from(">ih", buf, pos); pos += 6
+        _, image = struct.unpack_from(">ii", buf, pos); pos += 8
+        _, outlier = struct.unpack_from(">if", buf, pos); pos += 8
+        arrays = []
+        for code in ("i", "f"):
+            length, ndim, hasnull, _oid, dim, lb = struct.unpack_from(">6i", buf, pos)
+            assert (ndim, hasnull, dim, lb, length) == (1, 0, k, 1, 20 + 8 * k)
+            values = struct.unpack_from(">" + ("i" + code) * k, buf, pos + 24)
+            assert values[0::2] == (4,) * k
+            arrays.append(values[1::2])
+            pos += 4 + length
+        rows.append((model, image, outlier, *arrays))
+    return rows
+
+
+def test_encode_copy_rows_is_postgres_binary_format():
+    ids = np.array([7, 3], np.int32)
+    nb = np.array([[1, 2, 3], [4, 5, 6]], np.int32)
+    dist = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], np.float32)
+    rows = _decode(encode_copy_rows(2, ids, nb, dist, np.array([1.5, 2.5], np.float32)), 3)
+    assert [(r[0], r[1], r[2]) for r in rows] == [(2, 7, 1.5), (2, 3, 2.5)]
+    assert rows[1][3] == (4, 5, 6)
+    np.testing.assert_allclose(rows[0][4], [0.1, 0.2, 0.3], rtol=1e-6)
+    assert COPY_HEADER.startswith(b"PGCOPY\n\xff\r\n\0") and len(COPY_HEADER) == 19
+    assert COPY_TRAILER == b"\xff\xff"
+
+
+def test_encode_copy_rows_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shapes disagree"):
+        encode_copy_rows(1, np.arange(2), np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+def test_check_workdir_names_what_is_missing(tmp_path):
+    work = make_sample_workdir(tmp_path / "w", n=12, k=4)
+    assert [m.name for m in check_workdir(work)] == ["sample"]
+    work.model("sample").neighbour_dist.unlink()
+    with pytest.raises(WorkDirIncomplete, match="neighbours_dist.npy is missing"):
+        check_workdir(work)
+    with pytest.raises(WorkDirIncomplete, match="no manifest"):
+        check_workdir(type(work)(tmp_path / "empty"))
+
+
+def test_server_not_running_is_a_clear_error(tmp_path):
+    site = DachsSite(root=tmp_path, url="http://127.0.0.1:9", authority="x")
+    with pytest.raises(DachsError, match="does not answer.*setup_dachs.sh"):
+        site.check_running(timeout=2)
+
+
+def test_query_quotes_dids():
+    assert adql_string("a'b") == "'a''b'"
+    q = similar_images_query("ivo://x/~?it's", 3, top=5)
+    assert "TOP 5" in q and "'ivo://x/~?it''s'" in q and q.endswith("ORDER BY rank")

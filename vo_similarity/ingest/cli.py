@@ -1,0 +1,134 @@
+"""``vo-similarity ingest``: read images into the work directory.
+
+Exit status: 0 when no input was rejected, otherwise the number of rejected
+inputs, capped at 100 (each has its line in ``ingest_report.txt``); 2 with a
+message on standard error for a usage error (as argparse does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["MAX_EXIT_STATUS", "add_arguments", "parse_range", "run"]
+
+#: The exit status counts rejected inputs up to this many.
+MAX_EXIT_STATUS = 100
+
+
+def parse_range(text: str) -> tuple[int | None, int | None]:
+    """``"A:B"`` → ``(A, B)``; either side may be empty (open), ``"A"`` alone is one channel."""
+    try:
+        if ":" not in text:
+            a = int(text)
+            return a, a + 1
+        a, b = text.split(":", 1)
+        return (int(a) if a.strip() else None), (int(b) if b.strip() else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:STOP channel numbers, got {text!r}")
+
+
+def _parse_clip(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH percentiles, got {text!r}")
+    return lo, hi
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``vo-similarity ingest``."""
+    from vo_similarity.ingest.pipeline import DEFAULT_AUTHORITY  # light module
+
+    parser.add_argument("workdir", help="work directory (created if missing)")
+    src = parser.add_argument_group("sources (any combination; images are added in this order)")
+    src.add_argument("--builtin", action="store_true",
+                     help="the built-in real sample: the 555 deep-sky photographs of "
+                          "Debian's stellarium-data, with positions and credits")
+    src.add_argument("--folder", action="append", default=[], metavar="DIR",
+                     help="a folder of FITS images/cubes, PNG or JPEG files "
+                          "(recursive; repeatable)")
+    src.add_argument("--synthetic", type=int, metavar="N",
+                     help="N images of the synthetic ALMA-like sky, written as FITS files "
+                          "to WORKDIR/synthetic/")
+    src.add_argument("--seed", type=int, default=0, help="seed of the synthetic sky (default 0)")
+    src.add_argument("--limit", type=int, metavar="N",
+                     help="take at most N new inputs in all (for quick trials)")
+    prep = parser.add_argument_group("reading and preprocessing")
+    prep.add_argument("--size", type=int, default=64, metavar="S",
+                      help="side of the square model images in pixels (default 64)")
+    prep.add_argument("--channels", type=parse_range, metavar="A:B",
+                      help="channel range of cubes for the peak-flux image: 0-based, "
+                           "B excluded, either side may be left out (default: all)")
+    prep.add_argument("--clip", type=_parse_clip, default=(0.5, 99.9), metavar="LO:HI",
+                      help="percentiles mapped to 0 and 1 (default 0.5:99.9)")
+    prep.add_argument("--stretch", choices=("asinh", "log", "linear"), default="asinh",
+                      help="intensity stretch after clipping (default asinh)")
+    parser.add_argument("--authority", default=DEFAULT_AUTHORITY, metavar="AUTH",
+                        help="IVOA authority of the publisher DIDs, "
+                             f"ivo://AUTH/~?<obs_id> (default {DEFAULT_AUTHORITY})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ingest stage; the exit status is the number of rejected inputs (≤ 100)."""
+    import time
+    from pathlib import Path
+
+    from vo_similarity.ingest.folder import scan_folder
+    from vo_similarity.ingest.pipeline import ingest
+    from vo_similarity.ingest.preprocess import PreprocessConfig
+    from vo_similarity.workdir import WorkDir
+
+    start = time.perf_counter()
+    try:
+        config = PreprocessConfig(size=args.size, clip=tuple(args.clip), stretch=args.stretch)
+    except ValueError as exc:
+        return _usage_error(str(exc))
+    work = WorkDir(args.workdir)
+    limit = args.limit if args.limit is not None else sys.maxsize
+    if limit < 0 or (args.synthetic is not None and args.synthetic < 0):
+        return _usage_error("--limit and --synthetic take a number >= 0")
+    if not (args.builtin or args.folder or args.synthetic is not None) \
+            and not work.manifest.is_file():
+        return _usage_error("no source given: use --builtin, --folder DIR or --synthetic N")
+
+    inputs = []
+    if args.builtin:
+        from vo_similarity.ingest import stellarium
+
+        try:
+            inputs += stellarium.builtin_sample()
+        except FileNotFoundError as exc:
+            return _usage_error(f"built-in sample not available: {exc}")
+    for folder in args.folder:
+        try:
+            inputs += scan_folder(folder)
+        except NotADirectoryError as exc:
+            return _usage_error(str(exc))
+    inputs = inputs[:limit]
+    if args.synthetic:
+        from vo_similarity.ingest import synthetic
+
+        n = min(args.synthetic, limit - len(inputs))
+        inputs += synthetic.write_sky(work.synthetic, n, seed=args.seed)
+
+    result = ingest(inputs, work, config, authority=args.authority, channels=args.channels,
+                    progress=not args.no_progress)
+    elapsed = time.perf_counter() - start
+    print(f"ingested {result.n_images} images into {work.root} in {elapsed:.1f} s")
+    if result.rejected:
+        print(f"rejected {len(result.rejected)} inputs, one line each in {work.ingest_report}")
+        for path, reason in result.rejected[:5]:
+            print(f"  {Path(path).name}: {reason}")
+        if len(result.rejected) > 5:
+            print(f"  ... and {len(result.rejected) - 5} more")
+    else:
+        print("rejected 0 inputs")
+    print(f"contact sheet: {work.contact_sheet}")
+    return min(len(result.rejected), MAX_EXIT_STATUS)
+
+
+def _usage_error(message: str) -> int:
+    print(f"vo-similarity ingest: error: {message}", file=sys.stderr)
+    return 2

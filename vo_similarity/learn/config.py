@@ -1,0 +1,155 @@
+"""The typed training configuration, saved as ``config.json`` beside every model.
+
+The publish stage reads ``name`` and ``category`` and stores the rest as the
+model's hyperparameters, so every field here is plain JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vo_similarity.workdir import atomic_path
+
+__all__ = ["TrainConfig", "AugmentConfig"]
+
+STEMS = ("unstrided", "halved", "stock")
+BACKBONES = ("resnet18", "resnet50")
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass
+class AugmentConfig:
+    """Ranges of the per-sample augmentations (see :mod:`vo_similarity.learn.augment`).
+
+    Attributes:
+        rotation_deg: rotation angle drawn uniformly in ``[-rotation_deg, rotation_deg]``.
+        flip_prob: probability of a mirror flip.
+        shear_deg: shear angle drawn uniformly in ``[-shear_deg, shear_deg]``.
+        scale_min: smallest zoom factor (log-uniform between min and max).
+        scale_max: largest zoom factor.
+        offset: translation as a fraction of the half-width, uniform in ``[-offset, offset]``.
+        stretch: strength of the asinh/sinh stretch jitter (0 = none).
+        noise_std: largest standard deviation of added Gaussian noise.
+        blur_sigma: largest sigma, in output pixels, of the Gaussian beam blur.
+    """
+
+    rotation_deg: float = 180.0
+    flip_prob: float = 0.5
+    shear_deg: float = 12.0
+    scale_min: float = 0.8
+    scale_max: float = 1.2
+    offset: float = 0.08
+    stretch: float = 0.6
+    noise_std: float = 0.04
+    blur_sigma: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """All the hyperparameters of one model, plus its name and category.
+
+    Attributes:
+        name: model name (a folder below ``WORK/models``).
+        category: manifest category the model is trained on; empty means all images.
+        backbone: ``resnet18`` or ``resnet50`` (torchvision).
+        stem: ``unstrided`` (3x3 stride-1 conv, no max-pool), ``halved`` (3x3 stride-2,
+            no max-pool) or ``stock`` (7x7 stride-2 conv + max-pool).
+        width: channels of the first ResNet stage (torchvision's is 64).
+        image_size: side in pixels the network sees; images are resampled to it.
+        projection_dim: output size of the SimCLR projection head.
+        epochs, batch_size, learning_rate, weight_decay, temperature: the optimisation.
+        warmup_epochs: linear learning-rate warm-up before the cosine decay.
+        pool_rotations: embeddings are averaged over this many rotations, each with and
+            without a flip (group pooling over the dihedral group D_n); 0 or 1 turns it off.
+        val_fraction: fraction of images held out (chosen by ``image_id``) for validation.
+        seed: seeds weights, batch order and augmentations.
+        precision: ``auto`` (bf16 autocast where the hardware has it), ``bf16`` or ``fp32``.
+        augment: augmentation ranges.
+    """
+
+    name: str = "default"
+    category: str = ""
+    backbone: str = "resnet18"
+    stem: str = "stock"
+    width: int = 32
+    image_size: int = 64
+    projection_dim: int = 128
+    epochs: int = 60
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.2
+    warmup_epochs: int = 3
+    pool_rotations: int = 8
+    val_fraction: float = 0.0
+    seed: int = 0
+    precision: str = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig(**self.augment)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field that is out of range."""
+        checks = [
+            (self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}"),
+            (self.stem in STEMS, f"stem must be one of {STEMS}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.width >= 4, "width must be >= 4"),
+            (self.image_size >= 8, "image_size must be >= 8"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 2, "batch_size must be >= 2 (SimCLR needs negatives)"),
+            (self.learning_rate > 0, "learning_rate must be > 0"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
+            (self.pool_rotations >= 0, "pool_rotations must be >= 0"),
+            (0 < self.augment.scale_min <= self.augment.scale_max, "need 0 < scale_min <= scale_max"),
+            (0 <= self.augment.flip_prob <= 1, "flip_prob must be in [0, 1]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"invalid config: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build a config, rejecting unknown keys with a clear message."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}; known: {sorted(known)}")
+        data = dict(data)
+        if "augment" in data:
+            aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
+            bad = set(data["augment"]) - aug_known
+            if bad:
+                raise ValueError(f"unknown augment keys: {sorted(bad)}; known: {sorted(aug_known)}")
+        return cls(**data)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        path = Path(path)
+        tmp = atomic_path(path)
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed; ``augment`` may be given as a partial dict."""
+        data = self.to_dict()
+        aug = changes.pop("augment", None)
+        data.update(changes)
+        if aug:
+            data["augment"] = {**data["augment"], **aug}
+        return TrainConfig.from_dict(data)

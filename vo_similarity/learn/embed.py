@@ -1,0 +1,68 @@
+"""Embed every image of a work directory with a trained model."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+
+from vo_similarity.learn.config import TrainConfig
+from vo_similarity.learn.data import load_images
+from vo_similarity.learn.model import SimCLR, embed_tensor, load_model
+from vo_similarity.workdir import ModelDir, WorkDir, atomic_path
+
+__all__ = ["embed_images", "embed_workdir", "load_trained"]
+
+log = logging.getLogger(__name__)
+
+
+def load_trained(model_dir: ModelDir, device: str | torch.device = "cpu") -> tuple[TrainConfig, SimCLR]:
+    """The config and final weights of a trained model.
+
+    Raises:
+        FileNotFoundError: the model has not been trained (no config or weights).
+    """
+    for path in (model_dir.config, model_dir.weights):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run `vo-similarity train` for this model")
+    cfg = TrainConfig.load(model_dir.config)
+    return cfg, load_model(cfg, model_dir.weights, device)
+
+
+def embed_images(
+    model: SimCLR, images: torch.Tensor, cfg: TrainConfig, *, batch_size: int = 256,
+    progress: bool = False, pool_rotations: int | None = None,
+) -> np.ndarray:
+    """float32 ``[N, D]`` unit vectors of ``images`` [N, 1, S, S], computed in batches."""
+    from tqdm.auto import tqdm
+
+    n_views = max(1, 2 * (cfg.pool_rotations if pool_rotations is None else pool_rotations))
+    step = max(1, batch_size // n_views) if n_views > 1 else batch_size
+    out = []
+    for start in tqdm(range(0, len(images), step), disable=not progress, desc="embed", unit="batch"):
+        out.append(embed_tensor(model, images[start:start + step], cfg, pool_rotations).cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def embed_workdir(
+    workdir: WorkDir, model_name: str, *, device: str = "cpu", batch_size: int = 256,
+    progress: bool = True, all_categories: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed the model's images (its category, or all) and write them beside the model.
+
+    Returns:
+        ``(embeddings [N, D] float32, image_ids [N] int32)``, also saved as
+        ``ModelDir.embeddings`` and ``ModelDir.embedding_ids``.
+    """
+    model_dir = workdir.model(model_name)
+    cfg, model = load_trained(model_dir, device)
+    data = load_images(workdir, category="" if all_categories else cfg.category)
+    vectors = embed_images(model, data.pixels, cfg, batch_size=batch_size, progress=progress)
+    for path, array in ((model_dir.embeddings, vectors), (model_dir.embedding_ids, data.image_ids)):
+        tmp = atomic_path(path).with_suffix(".npy")
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    log.info("wrote %s %s", model_dir.embeddings, vectors.shape)
+    return vectors, data.image_ids

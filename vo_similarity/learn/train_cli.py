@@ -1,0 +1,65 @@
+"""``vo-similarity train``: train the SimCLR model of one name (and category)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vo_similarity.learn.cli_common import add_common, set_threads
+
+#: command-line flag -> config field, for the hyperparameters settable without a file
+_OVERRIDES = {
+    "category": "category", "epochs": "epochs", "batch_size": "batch_size",
+    "learning_rate": "learning_rate", "seed": "seed", "stem": "stem", "width": "width",
+    "image_size": "image_size", "backbone": "backbone", "pool_rotations": "pool_rotations",
+    "val_fraction": "val_fraction", "precision": "precision",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--config", metavar="FILE",
+                        help="JSON config (e.g. tune's best_config.json); flags override it")
+    parser.add_argument("--category", help="train on this manifest category only")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--learning-rate", "--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--backbone", choices=["resnet18", "resnet50"])
+    parser.add_argument("--stem", choices=["unstrided", "halved", "stock"])
+    parser.add_argument("--width", type=int, help="channels of the first ResNet stage")
+    parser.add_argument("--image-size", type=int, help="side in pixels the network sees")
+    parser.add_argument("--pool-rotations", type=int,
+                        help="average embeddings over this many rotations x flips (0: off)")
+    parser.add_argument("--val-fraction", type=float, help="fraction of images held out")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"])
+    parser.add_argument("--restart", action="store_true",
+                        help="discard an existing checkpoint instead of resuming from it")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_config(args: argparse.Namespace):
+    """Defaults, then the --config file, then explicit flags; the name is --model."""
+    from vo_similarity.learn.config import TrainConfig
+
+    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    changes = {field: getattr(args, flag) for flag, field in _OVERRIDES.items()
+               if getattr(args, flag, None) is not None}
+    return cfg.replace(name=args.model, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vo_similarity.learn.train import train
+    from vo_similarity.workdir import WorkDir
+
+    set_threads(args.threads)
+    cfg = build_config(args)
+    work = WorkDir(args.workdir)
+    model_dir = work.model(cfg.name)
+    result = train(work, cfg, model_dir, device=args.device, progress=not args.no_progress,
+                   restart=args.restart)
+    if result.losses:
+        print(f"model {cfg.name!r} (category {cfg.category or 'all'}): {len(result.losses)} epochs, "
+              f"final loss {result.losses[-1]:.4f}, {result.seconds:.0f} s this run, "
+              f"{result.images_per_second:.0f} images/s")
+    print(f"weights: {model_dir.weights}\nloss curve: {model_dir.loss_plot}")
+    return 0

@@ -1,0 +1,119 @@
+"""Streaming blocked k-NN search with torch: the default engine.
+
+The similarity matrix ``X Xᵀ`` of N unit vectors is never held whole. Queries
+are taken ``block_size`` rows at a time and compared with the database
+``column_block_size`` columns at a time; each ``[block_size, column_block_size]``
+block of inner products is reduced at once to its k best columns per row and
+merged into the running top k of its query block. The same code runs on the
+CPU and on CUDA; only where the tensors live changes.
+
+In the style of ``faiss.contrib.exhaustive_search``, :func:`knn_blocks` is a
+generator: it yields one finished query block at a time, so that callers can
+stream results to disk, show progress, or stop early, and it logs each block.
+
+The database is expected in *position order* (sorted by image id, see
+:mod:`vo_similarity.neighbours.search`); positions are row indices into it, and
+ties are broken by smaller position, i.e. smaller id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import torch
+
+from vo_similarity.neighbours.rerank import rerank_topk, reduced_precision_dtype
+from vo_similarity.neighbours.selection import topk_block, topk_exact
+
+__all__ = ["block_ranges", "knn_blocks", "similarity_to_distance"]
+
+LOG = logging.getLogger(__name__)
+
+
+def block_ranges(n: int, block_size: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of at most ``block_size`` rows."""
+    if block_size < 1:
+        raise ValueError(f"block size must be positive, got {block_size}")
+    for start in range(0, n, block_size):
+        yield start, min(n, start + block_size)
+
+
+def similarity_to_distance(similarity: torch.Tensor) -> torch.Tensor:
+    """L2 distance of unit vectors from their inner product: √max(0, 2 − 2s)."""
+    return torch.sqrt(torch.clamp(2.0 - 2.0 * similarity, min=0.0))
+
+
+def _exclude_self(block: torch.Tensor, q0: int, c0: int) -> None:
+    """Set the similarity of each query row with itself to ``-inf``, in place."""
+    b, n = block.shape
+    first, last = max(q0, c0), min(q0 + b, c0 + n)
+    if first < last:
+        rows = torch.arange(first - q0, last - q0, device=block.device)
+        block[rows, rows + (q0 - c0)] = -torch.inf
+
+
+def _search_query_block(x: torch.Tensor, x_low: torch.Tensor | None, q0: int, q1: int,
+                        k: int, column_block_size: int, eps: float
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k similarities and positions of queries ``q0:q1`` over all columns."""
+    queries = x[q0:q1]
+    best: tuple[torch.Tensor, torch.Tensor] | None = None
+    for c0, c1 in block_ranges(x.shape[0], column_block_size):
+        kk = min(k, c1 - c0)
+        if x_low is None:
+            sims = queries @ x[c0:c1].T
+            _exclude_self(sims, q0, c0)
+            part = topk_block(sims, kk, column_offset=c0)
+        else:
+            approx = (x_low[q0:q1] @ x_low[c0:c1].T).to(torch.float32)
+            _exclude_self(approx, q0, c0)
+            part = rerank_topk(queries, x[c0:c1], approx, kk, eps=eps,
+                               query_offset=q0, column_offset=c0)
+        if best is None:
+            best = part
+        else:
+            merged_vals = torch.cat([best[0], part[0]], dim=1)
+            merged_pos = torch.cat([best[1], part[1]], dim=1)
+            best = topk_exact(merged_vals, merged_pos, min(k, merged_vals.shape[1]))
+    assert best is not None
+    return best
+
+
+@torch.no_grad()
+def knn_blocks(x: torch.Tensor, k: int, *, block_size: int = 1024,
+               column_block_size: int = 65536, precision: str = "fp32"
+               ) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """Exact k nearest neighbours of every row of ``x`` among the other rows.
+
+    Args:
+        x: ``[N, d]`` float32 unit vectors in position order, on the device to
+            compute on.
+        k: neighbours per row, ``1 <= k <= N - 1``.
+        block_size: query rows per block.
+        column_block_size: database rows per block; a similarity block holds
+            ``block_size * column_block_size`` floats.
+        precision: ``"fp32"``, or ``"bf16"``/``"fp16"`` for the matrix product
+            followed by an exact float32 re-rank (see
+            :mod:`vo_similarity.neighbours.rerank`).
+
+    Yields:
+        ``(q0, q1, similarities, positions)`` for query rows ``q0:q1``:
+        ``[q1-q0, k]`` float32 similarities and int64 positions on ``x``'s
+        device, best first, ties by smaller position, self excluded.
+    """
+    n, d = x.shape
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k must be between 1 and N-1={n - 1}, got {k}")
+    x_low, eps = None, 0.0
+    if precision != "fp32":
+        dtype, eps = reduced_precision_dtype(precision, d)
+        x_low = x.to(dtype)
+    LOG.info("k-NN of %d vectors of dimension %d, k=%d, blocks %d x %d, %s on %s",
+             n, d, k, block_size, column_block_size, precision, x.device)
+    for q0, q1 in block_ranges(n, block_size):
+        t0 = time.perf_counter()
+        sims, positions = _search_query_block(x, x_low, q0, q1, k, column_block_size, eps)
+        LOG.debug("query block %d:%d done in %.3f s", q0, q1, time.perf_counter() - t0)
+        yield q0, q1, sims, positions

@@ -1,0 +1,45 @@
+"""``vo-similarity publish WORKDIR [--model NAME ...]``: load into GAVO DaCHS."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("workdir", help="the work directory (manifest, previews, models/)")
+    parser.add_argument("--model", "-m", action="append", dest="models", metavar="NAME",
+                        help="publish this model's neighbours (repeatable; default: all)")
+    parser.add_argument("--gavo-rc", default="/etc/gavo.rc",
+                        help="DaCHS's configuration file (default: %(default)s)")
+    parser.add_argument("--no-metadata", action="store_true",
+                        help="skip `dachs imp -m` and `dachs limits` (faster republish)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..workdir import WorkDir
+    from .dachs import DachsError, DachsSite
+    from .publisher import WorkDirIncomplete, publish
+    from .queries import similar_images_query
+
+    try:
+        site = DachsSite.from_config(args.gavo_rc)
+        report = publish(WorkDir(args.workdir), site, args.models,
+                         progress=not args.quiet, refresh_metadata=not args.no_metadata)
+    except (DachsError, WorkDirIncomplete, FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"vo-similarity publish: {exc}", file=sys.stderr)
+        return 1
+
+    print(f"Published in DaCHS at {report.url} (TAP: {report.url}/tap)")
+    print("images:", "imported" if report.images_imported else "unchanged")
+    for m in report.models:
+        print(f"model {m.name!r} (model_id {m.model_id}): {m.n_images} images x {m.k} "
+              f"neighbours = {m.rows} rows in {m.load_s:.1f} s "
+              f"({m.rows_per_s / 1e6:.2f} M rows/s; swap {m.swap_s * 1000:.0f} ms)")
+    if report.models and report.example_did:
+        print("\nThe 20 images most similar to the first image; paste into TOPCAT's TAP "
+              f"window ({report.url}/tap) or run with STILTS:\n")
+        print(similar_images_query(report.example_did, report.models[0].model_id))
+        print("\nSTILTS: stilts tapquery tapurl=" + report.url + "/tap adql=\"...\" ofmt=csv")
+    return 0

@@ -1,0 +1,188 @@
+"""Publish a work directory in DaCHS: images, models, neighbours (docs/publish.md).
+
+Order of work, each step safe to repeat:
+
+1. check the work directory and the server;
+2. install the resdir and write the files DaCHS imports and serves;
+3. apply ``sql/*.sql`` (the partitioned neighbour store);
+4. ``dachs imp`` the images (only when the manifest changed) -- into
+   ``ivoa.obscore`` through the ObsCore mixin;
+5. per model: binary COPY + swap of its partition (:mod:`.copy`);
+6. ``dachs imp`` the models, create the views and ``selections`` if missing;
+7. ``dachs imp -m`` and ``dachs limits`` to refresh DaCHS's metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..workdir import ModelDir, WorkDir
+from . import resdir as rd
+from .copy import load_model_partition
+from .dachs import RD_ID, DachsSite
+
+__all__ = ["SQL_DIR", "ModelReport", "PublishReport", "check_workdir", "publish"]
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+
+class WorkDirIncomplete(ValueError):
+    """The work directory lacks files that publishing needs."""
+
+
+@dataclass
+class ModelReport:
+    name: str
+    model_id: int
+    n_images: int
+    k: int
+    rows: int
+    load_s: float
+    swap_s: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.load_s if self.load_s else float("nan")
+
+
+@dataclass
+class PublishReport:
+    url: str
+    images_imported: bool
+    models: list[ModelReport] = field(default_factory=list)
+    example_did: str = ""
+
+
+def check_workdir(work: WorkDir, names: list[str] | None = None) -> list[ModelDir]:
+    """Return the models to publish; raise :class:`WorkDirIncomplete` naming what is missing."""
+    problems = []
+    if not work.manifest.is_file():
+        problems.append(f"no manifest ({work.manifest}); run `vo-similarity ingest` first")
+    if not work.previews.is_dir():
+        problems.append(f"no previews folder ({work.previews})")
+    models = [work.model(n) for n in names] if names else work.models()
+    if not models:
+        problems.append(f"no model below {work.root / 'models'}")
+    for model in models:
+        for path in (model.config, model.embedding_ids, model.neighbour_ids,
+                     model.neighbour_dist):
+            if not path.is_file():
+                problems.append(f"model {model.name}: {path.name} is missing ({path})")
+    if problems:
+        raise WorkDirIncomplete(f"work directory {work.root} is incomplete:\n  "
+                                + "\n  ".join(problems))
+    return models
+
+
+def _load_arrays(model: ModelDir):
+    ids = np.load(model.embedding_ids, mmap_mode="r")
+    nb = np.load(model.neighbour_ids, mmap_mode="r")
+    dist = np.load(model.neighbour_dist, mmap_mode="r")
+    outlier = np.load(model.outlier, mmap_mode="r") if model.outlier.is_file() else None
+    if nb.ndim != 2 or nb.shape != dist.shape or nb.shape[0] != ids.shape[0]:
+        raise WorkDirIncomplete(
+            f"model {model.name}: shapes disagree: embedding_ids {ids.shape}, "
+            f"neighbours_ids {nb.shape}, neighbours_dist {dist.shape}")
+    if outlier is not None and outlier.shape != ids.shape:
+        raise WorkDirIncomplete(f"model {model.name}: outlier.npy has shape {outlier.shape}")
+    return ids, nb, dist, outlier
+
+
+def apply_sql(conn, sql_dir: Path = SQL_DIR) -> None:
+    """Run every ``sql/*.sql`` file (idempotent DDL), in name order."""
+    for path in sorted(sql_dir.glob("*.sql")):
+        log.info("applying %s", path.name)
+        with conn.transaction():
+            conn.execute(path.read_text(encoding="utf-8"))
+
+
+def _partition_ids(conn) -> set[int]:
+    """Model ids that have a partition of ``similarity.neighbour_sets``."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'similarity.neighbour_sets'::regclass").fetchall()
+    return {int(name.rsplit("_m", 1)[1]) for (name,) in rows}
+
+
+def _known_model_id(conn, name: str) -> int | None:
+    """The id the database has for model ``name``, if any."""
+    if not conn.execute("SELECT to_regclass('similarity.models') IS NOT NULL").fetchone()[0]:
+        return None
+    row = conn.execute("SELECT model_id FROM similarity.models WHERE name = %s",
+                       (name,)).fetchone()
+    return int(row[0]) if row else None
+
+
+def _views_exist(conn) -> bool:
+    row = conn.execute(
+        "SELECT to_regclass('similarity.neighbours') IS NOT NULL"
+        " AND to_regclass('similarity.outliers') IS NOT NULL"
+        " AND to_regclass('similarity.selections') IS NOT NULL").fetchone()
+    return bool(row[0])
+
+
+def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | None = None,
+            *, progress: bool = True, refresh_metadata: bool = True) -> PublishReport:
+    """Publish ``work``'s images and the neighbours of ``models`` (default: all).
+
+    Republishing a model replaces only that model's neighbours; other models'
+    rows stay.  See the module docstring for the steps.
+    """
+    from tqdm import tqdm
+
+    site = site or DachsSite.from_config()
+    chosen = check_workdir(work, models)
+    site.check_installed()
+    site.check_running()
+
+    rd.install_resdir(site)
+    images_changed = rd.write_images(work, site)
+    with site.connect(autocommit=True) as conn:
+        apply_sql(conn)
+        images_exist, obscore_exists = conn.execute(
+            "SELECT to_regclass('similarity.images') IS NOT NULL,"
+            " to_regclass('ivoa._obscoresources') IS NOT NULL").fetchone()
+    if not obscore_exists:
+        site.run("imp", "//obscore")
+    if images_changed or not images_exist:
+        site.run("imp", RD_ID, "import_images")
+        rd.mark_images_imported(work, site)
+    report = PublishReport(url=site.url, images_imported=images_changed or not images_exist)
+
+    with site.connect(autocommit=True) as conn:
+        for model in chosen:
+            ids, nb, dist, outlier = _load_arrays(model)
+            model_id = _known_model_id(conn, model.name) or rd.model_id_for(
+                site, model.name, _partition_ids(conn))
+            n, k = nb.shape
+            log.info("publishing model %s (id %d): %d images x %d neighbours",
+                     model.name, model_id, n, k)
+            t0 = time.perf_counter()
+            with tqdm(total=n, unit="img", desc=f"COPY {model.name}",
+                      disable=not progress) as bar:
+                swap_s = load_model_partition(conn, model_id, ids, nb, dist, outlier,
+                                              progress=bar.update)
+            load_s = time.perf_counter() - t0
+            rd.write_model(site, model, model_id, n, k)
+            report.models.append(ModelReport(model.name, model_id, n, k, n * k, load_s, swap_s))
+        site.run("imp", RD_ID, "import_models")
+        if not _views_exist(conn):
+            site.run("imp", RD_ID, "views", "create_selections")
+        first = conn.execute(
+            "SELECT obs_publisher_did FROM similarity.images ORDER BY image_id LIMIT 1"
+        ).fetchone()
+        report.example_did = first[0] if first else ""
+
+    if refresh_metadata:
+        site.run("imp", "-m", RD_ID)
+        site.run("limits", RD_ID)
+    if rd.install_tap_examples(site):
+        site.run("serv", "reload")
+    return report

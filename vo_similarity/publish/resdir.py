@@ -1,0 +1,237 @@
+"""The resource directory inside DaCHS's inputs: the RD, the files it serves.
+
+``/var/gavo/inputs/similarity`` is a real directory whose ``q.rd`` is a link to
+the repository's ``resdir/similarity/q.rd``, so that editing the RD needs no
+reinstall, while the files written per publication (``data/``) stay out of the
+source tree:
+
+    data/images.csv            the manifest as DaCHS's csvGrammar reads it
+    data/images/<id>.<ext>     the image files behind ObsCore's access_url
+    data/previews/<id>.png     the PNG previews
+    data/models/<name>.json    one file per published model (models table)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import mimetypes
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..workdir import ModelDir, WorkDir, atomic_path
+from .dachs import SCHEMA, DachsSite
+
+__all__ = [
+    "REPO_RESDIR",
+    "install_resdir",
+    "install_tap_examples",
+    "mark_images_imported",
+    "model_id_for",
+    "published_models",
+    "write_images",
+    "write_model",
+]
+
+log = logging.getLogger(__name__)
+
+#: The resource directory in this repository.
+REPO_RESDIR = Path(__file__).resolve().parents[2] / "resdir" / SCHEMA
+
+_IMAGE_COLUMNS = ["image_id", "obs_publisher_did", "obs_id", "target_name", "s_ra", "s_dec",
+                  "s_fov", "category", "credit", "source_path", "label"]
+
+
+def install_resdir(site: DachsSite, source: Path = REPO_RESDIR) -> Path:
+    """Create ``inputs/similarity`` with a link to our RD; return its path."""
+    target = site.resdir
+    if target.is_symlink():  # an older layout: a link to the whole resdir
+        target.unlink()
+    (target / "data" / "models").mkdir(parents=True, exist_ok=True)
+    link = target / "q.rd"
+    rd = source / "q.rd"
+    if not rd.is_file():
+        raise FileNotFoundError(f"the RD {rd} is missing")
+    if not (link.is_symlink() and Path(os.readlink(link)) == rd):
+        tmp = atomic_path(link)
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(rd)
+        os.replace(tmp, link)
+        log.info("linked %s -> %s", link, rd)
+    return target
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return str(value)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    tmp = atomic_path(dst)
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, dst)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_images(work: WorkDir, site: DachsSite) -> bool:
+    """Write the manifest, image files and previews below ``data/``.
+
+    The image file behind ``access_url`` is the manifest's ``source_path`` where
+    that is a local file, else the preview.
+
+    Returns:
+        True if anything changed since the last publication (so that the images
+        must be imported again), False if the same manifest is published.
+    """
+    from astropy.table import Table
+
+    data = site.resdir / "data"
+    stamp = data / "images.sha256"
+    digest = _file_digest(work.manifest)
+    if (stamp.is_file() and stamp.read_text().strip() == digest
+            and (data / "images.csv").is_file()):
+        log.info("manifest unchanged since the last publication")
+        return False
+    table = Table.read(work.manifest, format="ascii.ecsv")
+    missing = [c for c in _IMAGE_COLUMNS if c not in table.colnames]
+    if missing:
+        raise ValueError(f"{work.manifest} lacks the columns {', '.join(missing)}")
+    for sub in ("images", "previews"):
+        shutil.rmtree(data / sub, ignore_errors=True)
+        (data / sub).mkdir(parents=True)
+    csv_path = data / "images.csv"
+    tmp = atomic_path(csv_path)
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(_IMAGE_COLUMNS + ["accref", "accsize", "mime", "preview"])
+        for row in table:
+            image_id = int(row["image_id"])
+            preview = work.preview(image_id)
+            if not preview.is_file():
+                raise FileNotFoundError(f"the preview {preview} of image {image_id} is missing")
+            source = Path(_text(row["source_path"]))
+            product = source if source.is_file() else preview
+            suffix = "".join(product.suffixes[-2:]) if product.suffix == ".gz" else product.suffix
+            name = f"{image_id}{suffix.lower()}"
+            _link_or_copy(product, data / "images" / name)
+            _link_or_copy(preview, data / "previews" / f"{image_id}.png")
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            if suffix.lower() in (".fits", ".fit", ".fts"):
+                mime = "image/fits"
+            writer.writerow([_text(row[c]) for c in _IMAGE_COLUMNS] + [
+                f"{SCHEMA}/data/images/{name}", product.stat().st_size, mime,
+                f"{SCHEMA}/data/previews/{image_id}.png"])
+    os.replace(tmp, csv_path)
+    stamp.unlink(missing_ok=True)
+    return True
+
+
+def mark_images_imported(work: WorkDir, site: DachsSite) -> None:
+    """Remember that this manifest is in the database (after `dachs imp` succeeded)."""
+    stamp = site.resdir / "data" / "images.sha256"
+    stamp.write_text(_file_digest(work.manifest) + "\n")
+
+
+def published_models(site: DachsSite) -> dict[str, int]:
+    """Model name -> model_id of every model published so far."""
+    folder = site.resdir / "data" / "models"
+    result = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        result[record["name"]] = int(record["model_id"])
+    return result
+
+
+def model_id_for(site: DachsSite, name: str, taken: set[int] = frozenset()) -> int:
+    """The model's id: kept from earlier publications, else the next free one.
+
+    Args:
+        site: the DaCHS site.
+        name: the model's name.
+        taken: ids in use in the database (e.g. partitions whose JSON file is gone).
+    """
+    known = published_models(site)
+    if name in known:
+        return known[name]
+    return max({*known.values(), *taken}, default=0) + 1
+
+
+def write_model(site: DachsSite, model: ModelDir, model_id: int, n_images: int, k: int) -> Path:
+    """Write ``data/models/<name>.json``, the row DaCHS imports into ``models``."""
+    config = json.loads(model.config.read_text(encoding="utf-8"))
+    metrics = (json.loads(model.evaluation.read_text(encoding="utf-8"))
+               if model.evaluation.is_file() else None)
+    record = {
+        "model_id": model_id,
+        "name": model.name,
+        "category": str(config.get("category") or ""),
+        "created": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+        "n_images": int(n_images),
+        "k": int(k),
+        "hyperparameters": json.dumps(config, sort_keys=True),
+        "metrics": None if metrics is None else json.dumps(metrics, sort_keys=True),
+    }
+    path = site.resdir / "data" / "models" / f"{model.name}.json"
+    tmp = atomic_path(path)
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+_USERCONFIG_MARK = "<!-- vo-similarity: TAP examples -->"
+
+
+def install_tap_examples(site: DachsSite) -> bool:
+    """Feed our RD's TAP examples into the TAP service (``etc/userconfig.rd``).
+
+    DaCHS takes its TAP examples from the ``tapexamples`` stream of
+    ``etc/userconfig.rd``; we install a copy of DaCHS's own that feeds ours.
+
+    Returns:
+        True if the file was written (the server must reload it).
+    """
+    target = site.root / "etc" / "userconfig.rd"
+    if target.is_file() and _USERCONFIG_MARK in target.read_text(encoding="utf-8"):
+        return False
+    if target.is_file():
+        log.warning("%s exists and is not ours; leaving the TAP examples out", target)
+        return False
+    import glob
+    import re
+
+    found = sorted(glob.glob(
+        "/usr/lib/python3*/dist-packages/gavo/resources/inputs/__system__/userconfig.rd"))
+    if not found:
+        log.warning("DaCHS's own userconfig.rd not found; leaving the TAP examples out")
+        return False
+    text = Path(found[-1]).read_text(encoding="utf-8")
+    text, n = re.subn(
+        r'(<STREAM id="tapexamples">).*?(</STREAM>)',
+        lambda m: (f'{m.group(1)}\n\t\t{_USERCONFIG_MARK}\n'
+                   f'\t\t<FEED source="{SCHEMA}/q#tapexamples"/>\n\t{m.group(2)}'),
+        text, count=1, flags=re.DOTALL)
+    if n != 1:
+        log.warning("no tapexamples stream in %s; leaving the TAP examples out", found[-1])
+        return False
+    tmp = atomic_path(target)
+    tmp.write_text(text, encoding="utf-8")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+    log.info("installed %s with our TAP examples", target)
+    return True

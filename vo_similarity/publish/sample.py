@@ -1,0 +1,124 @@
+"""A small but complete work directory for tests and benchmarks of publishing.
+
+Random unit vectors stand in for embeddings; their exact neighbours are
+computed with numpy (blocked matrix products and a k-selection), so tests can
+compare what DaCHS returns with what the files say.  Positions are spread over
+the sky like real pointings; a few images share a target and position, as
+repeated observations of one object do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..workdir import MANIFEST_COLUMNS, WorkDir
+
+__all__ = ["exact_neighbours", "make_sample_workdir"]
+
+AUTHORITY = "vo-similarity.example"
+
+
+def exact_neighbours(vectors: np.ndarray, k: int, block: int = 1024
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours (self excluded) of unit vectors by L2 distance.
+
+    Ties are broken by the smaller index, so the order is reproducible.
+
+    Returns:
+        int32 [N, k] indices and float32 [N, k] distances, in rank order.
+    """
+    n = len(vectors)
+    ids = np.empty((n, k), np.int32)
+    dist = np.empty((n, k), np.float32)
+    for start in range(0, n, block):
+        sim = vectors[start:start + block] @ vectors.T
+        rows = np.arange(sim.shape[0])
+        sim[rows, start + rows] = -np.inf
+        part = np.argpartition(-sim, k, axis=1)[:, :k + 1]
+        part_sim = np.take_along_axis(sim, part, axis=1)
+        order = np.lexsort((part, -part_sim), axis=1)[:, :k]
+        top = np.take_along_axis(part, order, axis=1)
+        top_sim = np.take_along_axis(sim, top, axis=1).astype(np.float64)
+        ids[start:start + block] = top
+        dist[start:start + block] = np.sqrt(np.clip(2 - 2 * top_sim, 0, 4))
+    return ids, dist
+
+
+def _write_png(path: Path, rng: np.random.Generator, size: int = 16) -> None:
+    from PIL import Image
+
+    Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(path)
+
+
+def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
+                        models: tuple[str, ...] = ("sample",), dim: int = 16,
+                        seed: int = 0, previews: bool = True,
+                        authority: str = AUTHORITY) -> WorkDir:
+    """Write a work directory with ``n`` images and each model's neighbours.
+
+    Args:
+        root: the folder to create.
+        n: number of images.
+        k: neighbours per image (< n).
+        models: model names; each gets its own random embedding.
+        dim: embedding dimension.
+        seed: random seed (the same seed gives the same files).
+        previews: write PNG previews (16x16 noise); a FITS-like source file is
+            written for every third image, to exercise access_url.
+        authority: IVOA authority of the publisher DIDs.
+
+    Returns:
+        The work directory.
+    """
+    from astropy.table import Table
+
+    if not 0 < k < n:
+        raise ValueError(f"need 0 < k < n, got k={k}, n={n}")
+    work = WorkDir(root).ensure()
+    rng = np.random.default_rng(seed)
+    ra = rng.uniform(0, 360, n)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    targets = [f"NGC {1000 + i}" for i in range(n)]
+    for i in range(1, n, 7):  # repeated observations of the previous target
+        ra[i], dec[i], targets[i] = ra[i - 1], dec[i - 1], targets[i - 1]
+    work.previews.mkdir(exist_ok=True)
+    sources = work.root / "sources"
+    sources.mkdir(exist_ok=True)
+    rows = []
+    for i in range(n):
+        obs_id = f"sample-{i:06d}"
+        source = ""
+        if previews:
+            _write_png(work.preview(i), rng)
+            if i % 3 == 0:
+                path = sources / f"{obs_id}.fits"
+                path.write_bytes(b"SIMPLE  =                    T" + b" " * 2850)
+                source = str(path)
+        rows.append({
+            "image_id": i, "obs_publisher_did": f"ivo://{authority}/~?{obs_id}",
+            "obs_id": obs_id, "target_name": targets[i], "s_ra": ra[i], "s_dec": dec[i],
+            "s_fov": float(rng.uniform(0.05, 2.0)),
+            "category": "galaxy" if i % 2 else "nebula", "credit": "vo-similarity test",
+            "source_path": source, "label": ["ring", "disc", "blob"][i % 3],
+        })
+    table = Table(rows=rows, names=list(MANIFEST_COLUMNS))
+    table.write(work.manifest, format="ascii.ecsv", overwrite=True)
+
+    for m, name in enumerate(models):
+        model = work.model(name).ensure()
+        vectors = rng.normal(size=(n, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        order = rng.permutation(n).astype(np.int32)  # rows need not be in id order
+        ids, dist = exact_neighbours(vectors[order], k)
+        np.save(model.embedding_ids, order)
+        np.save(model.neighbour_ids, order[ids])
+        np.save(model.neighbour_dist, dist)
+        np.save(model.outlier, dist[:, -1].copy())
+        model.config.write_text(json.dumps({
+            "name": name, "category": "galaxy" if m % 2 else "", "lr": 0.001 * (m + 1),
+            "temperature": 0.2, "batch_size": 64, "epochs": 3}))
+        model.evaluation.write_text(json.dumps({"precision_at_10": 0.1, "map": 0.05}))
+    return work
