@@ -34,13 +34,12 @@ import numpy as np
 from vo_similarity.publish.copy import COPY_HEADER, COPY_TRAILER, load_model_partition
 from vo_similarity.publish.dachs import DachsSite
 from vo_similarity.publish.publisher import publish
-from vo_similarity.publish.resdir import model_id_for
 from vo_similarity.publish.sample import make_sample_workdir
 
 JOIN = ("SELECT TOP 20 n.rank, n.dist, o.obs_publisher_did, o.target_name, o.s_ra, o.s_dec, "
         "o.access_url FROM similarity.neighbours AS n "
         "JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did "
-        "WHERE n.image_id = {image} AND n.model_id = {model} ORDER BY rank")
+        "WHERE n.image_id = {image} AND n.model_id = {model} AND n.rank <= 20 ORDER BY rank")
 TRIVIAL = "SELECT TOP 1 model_id FROM similarity.models"
 
 
@@ -152,7 +151,7 @@ def main() -> None:
         ids = np.load(model.embedding_ids)
         nb = np.load(model.neighbour_ids)
         dist = np.load(model.neighbour_dist)
-        mid = model_id_for(site, "bench")
+        mid = m.model_id
         with site.connect(autocommit=True) as conn:
             size = conn.execute(
                 "SELECT pg_total_relation_size(%s)", (f"similarity.neighbour_sets_m{mid}",)

@@ -3,7 +3,7 @@
 # 127.0.0.1 on a fixed port, idempotently.
 #
 #   sudo scripts/setup_dachs.sh            # first run: a minute or two
-#   scripts/setup_dachs.sh                 # rerun: seconds, keeps all data
+#   sudo scripts/setup_dachs.sh            # rerun: seconds, keeps all data
 #
 # Environment:
 #   VO_SIM_DACHS_PORT       HTTP port of DaCHS (default 8080)

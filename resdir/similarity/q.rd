@@ -87,7 +87,7 @@
   <data id="import_images" updating="True">
     <!-- written by `vo-similarity publish` from the work dir's manifest -->
     <sources>data/images.csv</sources>
-    <csvGrammar>
+    <csvGrammar enc="utf-8">
       <rowfilter procDef="//products#define">
         <bind key="table">"\schema.images"</bind>
         <bind key="accref">@accref</bind>
@@ -119,7 +119,7 @@
     <column name="category" type="text" ucd="meta.code.class"
       tablehead="Category"
       description="Science category the model is for (empty: all images)."/>
-    <column name="created" type="timestamp" unit="d"
+    <column name="created" type="timestamp"
       ucd="time.creation" tablehead="Published"
       description="When these neighbours were published."/>
     <column name="n_images" type="integer" required="True" ucd="meta.number"
@@ -258,7 +258,7 @@
     <column name="is_similar" type="boolean" required="True"
       ucd="meta.code" tablehead="Similar?"
       description="True: marked similar; false: marked not similar."/>
-    <column name="created" type="timestamp" unit="d"
+    <column name="created" type="timestamp"
       ucd="time.creation" tablehead="When"
       description="When the user made the selection (UTC)."/>
     <foreignKey inTable="images" source="image_id" metaOnly="True"/>
@@ -291,8 +291,11 @@
           o.s_ra, o.s_dec, o.access_url, o.preview
         FROM similarity.neighbours AS n
         JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did
-        WHERE n.image_id = 0 AND n.model_id = 1
+        WHERE n.image_id = 0 AND n.model_id = 1 AND n.rank &lt;= 20
         ORDER BY rank
+
+      The condition on rank repeats TOP: it lets the database join only
+      those 20 rows.
     </meta>
     <meta name="_example" title="Refine from several chosen images">
       Images that are among the 100 nearest neighbours of several chosen

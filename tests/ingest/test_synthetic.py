@@ -60,7 +60,7 @@ def test_noise_is_correlated_on_the_beam_scale():
     residual = img.data * (obs.primary_beam(128) if obs.pb_corrected else 1.0)
     residual = (residual - img.model * obs.primary_beam(128))[40:88, 40:88]
     assert residual.std() == pytest.approx(obs.noise_rms, rel=0.25)
-    lag = max(1, int(round(obs.beam.fwhm / 2)))
+    lag = max(1, round(obs.beam.fwhm / 2))
     n = residual - residual.mean()
     assert (n[:, lag:] * n[:, :-lag]).mean() / n.var() > 0.3
 

@@ -43,3 +43,12 @@ def test_cli_reports_missing_embeddings(tmp_path, capsys):
     assert "run 'vo-similarity embed'" in capsys.readouterr().err
     assert not (tmp_path / "models" / "none").exists() or not any(
         (tmp_path / "models" / "none").iterdir())
+
+
+def test_cli_module_and_package_stay_light():
+    import subprocess
+    import sys
+    code = ("import sys, vo_similarity.neighbours.cli, vo_similarity.neighbours as n; "
+            "assert 'torch' not in sys.modules and 'numba' not in sys.modules; "
+            "assert callable(n.refine) and callable(n.find_neighbours)")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -67,7 +67,7 @@ def test_exact_ties_broken_by_smaller_id(grid_data):
 def test_k_at_least_n_returns_all_others(backend, k):
     x = clustered(60, 6, seed=5)
     ids = np.arange(100, 160)
-    got, dist = find_neighbours(x, ids, k, backend=backend, block_size=7)
+    got, _ = find_neighbours(x, ids, k, backend=backend, block_size=7)
     assert got.shape == (60, 59)
     for r in range(60):
         assert sorted(got[r]) == sorted(set(ids) - {ids[r]})

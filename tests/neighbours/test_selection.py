@@ -1,7 +1,9 @@
 import math
 
+import pytest
 import torch
 
+from vo_similarity.neighbours import cpu_select
 from vo_similarity.neighbours.selection import order_keys, topk_block, topk_exact
 
 
@@ -38,3 +40,17 @@ def test_topk_block_without_ties_equals_torch_topk_set():
     ref = torch.topk(block, 50, dim=1)
     assert torch.equal(values, ref.values)
     assert torch.equal(positions, ref.indices)
+
+
+@pytest.mark.skipif(not cpu_select.available(), reason="numba is not installed")
+@pytest.mark.parametrize("n, k", [(50, 7), (3000, 40), (20000, 30), (5000, 5000)])
+def test_numba_selection_equals_torch_selection(n, k):
+    gen = torch.Generator().manual_seed(n)
+    block = torch.randn(40, n, generator=gen)
+    block[1] = torch.randint(0, 3, (n,), generator=gen).float()   # ties overflow the buffer
+    block[2] = torch.randint(0, 300, (n,), generator=gen).float()  # ties at the boundary
+    block[3, ::7] = -torch.inf
+    got = cpu_select.topk_rows(block, k, column_offset=11)
+    ref = topk_block(block, k, column_offset=11)
+    assert torch.equal(got[0], ref[0])
+    assert torch.equal(got[1], ref[1])

@@ -18,8 +18,7 @@ from vo_similarity.publish.sample import make_sample_workdir
 
 
 def _need_server(reason: str):
-    message = (f"the DaCHS server is needed but {reason}; "
-               "run `sudo scripts/setup_dachs.sh` first")
+    message = f"these tests need the local DaCHS server: {reason}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)

@@ -4,6 +4,7 @@ readers during a republish see the old or the new set, never an error."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from publish_helpers import MODELS, N_IMAGES, K, model_id, run_publish
 
 from vo_similarity.publish.copy import PAUSE_ENV
 from vo_similarity.publish.sample import make_sample_workdir
+from vo_similarity.workdir import WorkDir
 
 pytestmark = pytest.mark.dachs
 
@@ -44,8 +46,14 @@ def test_sigkill_during_copy_keeps_the_published_rows(site, published, tmp_path)
     with site.connect(autocommit=True) as conn:
         before = conn.execute(SNAPSHOT).fetchall()
         assert len(before) >= len(MODELS) * N_IMAGES
-        other = make_sample_workdir(tmp_path / "other", n=N_IMAGES, k=7, models=("sample",),
-                                    seed=5)
+        # The same images (manifest, previews), new neighbours for "sample".
+        other = WorkDir(tmp_path / "other")
+        shutil.copytree(published.work.root, other.root,
+                        ignore=shutil.ignore_patterns("galactic"))
+        fresh = make_sample_workdir(tmp_path / "fresh", n=N_IMAGES, k=7, models=("sample",))
+        for attr in ("embedding_ids", "neighbour_ids", "neighbour_dist", "outlier"):
+            shutil.copyfile(getattr(fresh.model("sample"), attr),
+                            getattr(other.model("sample"), attr))
         proc = subprocess.Popen(
             [sys.executable, "-m", "vo_similarity", "publish", "--quiet", str(other.root),
              "--no-metadata"],

@@ -38,7 +38,7 @@ import numpy as np
 
 from vo_similarity.ingest.inputs import ImageInput
 
-__all__ = ["DEFAULT_ROOT", "builtin_sample", "load_textures", "loads_tolerant", "designation"]
+__all__ = ["DEFAULT_ROOT", "builtin_sample", "designation", "load_textures", "loads_tolerant"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def load_textures(root: Path = DEFAULT_ROOT) -> list[dict]:
         )
     doc = loads_tolerant(path.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or not isinstance(doc.get("subTiles"), list):
-        raise ValueError(f"{path}: no 'subTiles' list at the top level")
+        raise ValueError(f"{path}: no 'subTiles' list at the top level")  # noqa: TRY004 (bad file)
     server = doc.get("serverCredits")
     return [
         {**tile, "serverCredits": tile.get("serverCredits", server)} for tile in doc["subTiles"]
@@ -265,6 +265,8 @@ def catalogue_types(path: Path) -> dict[tuple[str, int], int]:
         for name, number in zip(_CATALOGUE_COLUMNS, numbers):
             if number:
                 types.setdefault((name, number), otype)
+    if pos != len(buf):
+        raise ValueError(f"{path}: records overrun the file ({pos} > {len(buf)} bytes)")
     return types
 
 

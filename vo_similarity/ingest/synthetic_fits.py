@@ -178,7 +178,9 @@ def write_cube(path: Path, planes: Iterable[np.ndarray], header: fits.Header) ->
             for plane in planes:
                 plane = np.asarray(plane)
                 if plane.shape != shape:
-                    raise ValueError(f"plane {written} has shape {plane.shape}, header says {shape}")
+                    raise ValueError(
+                        f"plane {written} has shape {plane.shape}, header says {shape}"
+                    )
                 if written >= expected:
                     raise ValueError(f"more than the {expected} planes the header announces")
                 hdu.write(plane.astype(">f4", copy=False))

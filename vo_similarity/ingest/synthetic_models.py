@@ -220,7 +220,7 @@ def edge_on_disc(g: Grid, rng: np.random.Generator) -> tuple[np.ndarray, ModelPa
     h0 = max(length / rng.uniform(5.0, 10.0), 0.35 * g.beam)
     flare = rng.uniform(0.0, 0.5)
     h = h0 * (1 + flare * np.abs(u / length) ** 1.25)
-    img = np.exp(-np.abs(u / length) ** rng.uniform(2.0, 4.0)) * np.exp(-0.5 * (v / h) ** 2)
+    img = np.exp(-(np.abs(u / length) ** rng.uniform(2.0, 4.0))) * np.exp(-0.5 * (v / h) ** 2)
     if rng.random() < 0.5:  # optically thick mid-plane: two parallel lobes (HH 30, HH 212)
         img = img * (1 - rng.uniform(0.5, 0.9) * np.exp(-0.5 * (v / (0.45 * h)) ** 2))
     return img.astype(np.float32), ModelParams(x0, y0, pa, 0.1, length, True)

@@ -115,8 +115,8 @@ def evaluate_model(
     results: dict = {}
 
     def run(name: str, net, pool: int | None = None) -> np.ndarray:
-        a = embed_images(net, data.pixels, cfg, pool_rotations=pool, progress=progress)
-        b = embed_images(net, copies, cfg, pool_rotations=pool, progress=progress)
+        a = embed_images(net, data.pixels, cfg, pool_rotations=pool)
+        b = embed_images(net, copies, cfg, pool_rotations=pool)
         results[name] = score_embeddings(a, b, data.labels)
         log.info("%s: %s", name, {k: v for k, v in results[name].items() if "per_class" not in k})
         return a

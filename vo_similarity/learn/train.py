@@ -61,18 +61,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _setup_distributed(device: torch.device) -> tuple[int, int]:
-    """Initialise the process group when launched by torchrun; return (rank, world size)."""
+def _setup_distributed(device: torch.device) -> tuple[int, int, bool]:
+    """Join the process group when launched by torchrun.
+
+    Returns:
+        (rank, world size, whether this call created the group).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1
+        return 0, 1, False
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    created = not dist.is_initialized()
+    if created:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    return dist.get_rank(), dist.get_world_size()
+    return dist.get_rank(), dist.get_world_size(), created
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> torch.Tensor:
@@ -163,7 +168,7 @@ def train(
     from tqdm.auto import tqdm
 
     dev = resolve_device(device)
-    rank, world = _setup_distributed(dev)
+    rank, world, own_group = _setup_distributed(dev)
     is_main = rank == 0
     data = load_images(workdir, category=cfg.category, split="train", val_fraction=cfg.val_fraction)
     n = len(data)
@@ -265,4 +270,6 @@ def train(
     if file_handler is not None:
         log.removeHandler(file_handler)
         file_handler.close()
+    if own_group:
+        torch.distributed.destroy_process_group()
     return TrainResult(final, losses, seconds, seen / seconds if seconds else 0.0, start)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from vo_similarity.learn.cli_common import add_common, set_threads
 
@@ -35,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart", action="store_true",
                         help="discard an existing checkpoint instead of resuming from it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--shipped", action="store_true",
+                        help="do not train: install the checkpoint shipped with the package")
 
 
 def build_config(args: argparse.Namespace):
@@ -52,11 +55,19 @@ def run(args: argparse.Namespace) -> int:
     from vo_similarity.workdir import WorkDir
 
     set_threads(args.threads)
-    cfg = build_config(args)
     work = WorkDir(args.workdir)
+    if args.shipped:
+        from vo_similarity.learn.pretrained import install_shipped
+
+        model_dir = install_shipped(work, args.model)
+        print(f"installed the shipped checkpoint as model {args.model!r}: {model_dir.weights}")
+        return 0
+    cfg = build_config(args)
     model_dir = work.model(cfg.name)
     result = train(work, cfg, model_dir, device=args.device, progress=not args.no_progress,
                    restart=args.restart)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports
     if result.losses:
         print(f"model {cfg.name!r} (category {cfg.category or 'all'}): {len(result.losses)} epochs, "
               f"final loss {result.losses[-1]:.4f}, {result.seconds:.0f} s this run, "

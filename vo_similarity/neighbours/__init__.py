@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["find_neighbours", "outlier_scores", "refine", "Ranking",
-           "compute_model_neighbours"]
+__all__ = [
+    "Ranking",
+    "compute_model_neighbours",
+    "find_neighbours",
+    "outlier_scores",
+    "refine",
+]
 
 _WHERE = {
     "find_neighbours": "search",

@@ -24,8 +24,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["BACKENDS", "resolve_backend", "torch_cuda_usable", "cuml_usable",
-           "torch_backend", "sklearn_backend", "cuml_backend"]
+__all__ = [
+    "BACKENDS",
+    "cuml_backend",
+    "cuml_usable",
+    "resolve_backend",
+    "sklearn_backend",
+    "torch_backend",
+    "torch_cuda_usable",
+]
 
 LOG = logging.getLogger(__name__)
 
@@ -43,7 +50,7 @@ def torch_cuda_usable() -> bool:
     try:
         a = torch.ones((8, 8), device="cuda")
         return bool(torch.isclose((a @ a)[0, 0].cpu(), torch.tensor(8.0)))
-    except Exception as exc:  # driver or runtime trouble shows up only here
+    except Exception as exc:  # noqa: BLE001 - driver or runtime trouble shows up only here
         LOG.info("torch sees CUDA but cannot use it: %s", exc)
         return False
 
@@ -57,7 +64,7 @@ def cuml_usable() -> bool:
         nn = NearestNeighbors(n_neighbors=2, algorithm="brute", output_type="numpy").fit(x)
         _, idx = nn.kneighbors(x)
         return bool(np.all(np.asarray(idx)[:, 0] == np.arange(4)))
-    except Exception as exc:  # ImportError, or CUDA errors at first use
+    except Exception as exc:  # noqa: BLE001 - ImportError, or CUDA errors at first use
         LOG.info("cuML is not usable here: %s", exc)
         return False
 
@@ -118,6 +125,7 @@ def _drop_self_and_order(dist: np.ndarray, pos: np.ndarray, q0: int, k: int
 def sklearn_backend(x: np.ndarray, k: int, *, block_size: int, **_: object) -> Blocks:
     """scikit-learn brute force (the reference): k+1 neighbours, self removed."""
     from sklearn.neighbors import NearestNeighbors
+
     from vo_similarity.neighbours.blocks import block_ranges
     n = len(x)
     nn = NearestNeighbors(n_neighbors=min(k + 1, n), algorithm="brute", metric="euclidean")
@@ -130,6 +138,7 @@ def sklearn_backend(x: np.ndarray, k: int, *, block_size: int, **_: object) -> B
 def cuml_backend(x: np.ndarray, k: int, *, block_size: int, **_: object) -> Blocks:
     """RAPIDS cuML brute force on one GPU: k+1 neighbours, self removed."""
     from cuml.neighbors import NearestNeighbors
+
     from vo_similarity.neighbours.blocks import block_ranges
     n = len(x)
     nn = NearestNeighbors(n_neighbors=min(k + 1, n), algorithm="brute",

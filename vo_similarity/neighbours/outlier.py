@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["outlier_scores", "DEFAULT_OUTLIER_NEIGHBOURS"]
+__all__ = ["DEFAULT_OUTLIER_NEIGHBOURS", "outlier_scores"]
 
 #: Neighbours averaged by default.
 DEFAULT_OUTLIER_NEIGHBOURS = 10

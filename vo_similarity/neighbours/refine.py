@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["refine", "Ranking"]
+__all__ = ["Ranking", "refine"]
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import torch
 
 from vo_similarity.neighbours.selection import topk_exact
 
-__all__ = ["reduced_precision_dtype", "error_bound", "rerank_topk"]
+__all__ = ["error_bound", "reduced_precision_dtype", "rerank_topk"]
 
 _FORMATS: dict[str, tuple[torch.dtype, float]] = {
     "bf16": (torch.bfloat16, 2.0**-8),

@@ -16,7 +16,7 @@ import numpy as np
 
 from vo_similarity.neighbours.backends import RUNNERS, resolve_backend
 
-__all__ = ["find_neighbours", "check_embeddings", "neighbour_count", "PRECISIONS"]
+__all__ = ["PRECISIONS", "check_embeddings", "find_neighbours", "neighbour_count"]
 
 LOG = logging.getLogger(__name__)
 
@@ -52,13 +52,15 @@ def check_embeddings(embeddings: np.ndarray, ids: np.ndarray) -> tuple[np.ndarra
                          f"got {ids.shape}")
     if not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
-    if not np.isfinite(x).all():
-        raise ValueError("embeddings contain NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1)
-    bad = np.flatnonzero(np.abs(norms - 1) > NORM_TOLERANCE)
-    if len(bad):
-        raise ValueError(f"{len(bad)} embeddings are not unit vectors (e.g. row {bad[0]} has "
-                         f"norm {norms[bad[0]]:.6g}); normalise them first")
+    for start in range(0, len(x), 65536):  # in blocks: no [N, D] temporaries
+        part = x[start:start + 65536]
+        if not np.isfinite(part).all():
+            raise ValueError("embeddings contain NaN or infinite values")
+        norms = np.sqrt(np.einsum("ij,ij->i", part, part, dtype=np.float64))
+        bad = np.flatnonzero(np.abs(norms - 1) > NORM_TOLERANCE)
+        if len(bad):
+            raise ValueError(f"embeddings are not unit vectors (e.g. row {start + bad[0]} has "
+                             f"norm {norms[bad[0]]:.6g}); normalise them first")
     ids = ids.astype(np.int64)
     if len(ids) and (ids.min() < 0 or ids.max() > np.iinfo(np.int32).max):
         raise ValueError("ids must lie between 0 and 2**31 - 1")

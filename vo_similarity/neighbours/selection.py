@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["order_keys", "topk_exact", "topk_block"]
+__all__ = ["order_keys", "topk_block", "topk_exact"]
 
 _LOW_MASK = (1 << 32) - 1
 

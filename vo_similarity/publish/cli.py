@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if report.models and report.example_did:
         print("\nThe 20 images most similar to the first image; paste into TOPCAT's TAP "
               f"window ({report.url}/tap) or run with STILTS:\n")
-        print(similar_images_query(report.example_did, report.models[0].model_id))
-        print("\nSTILTS: stilts tapquery tapurl=" + report.url + "/tap adql=\"...\" ofmt=csv")
+        query = similar_images_query(report.example_did, report.models[0].model_id)
+        print(query)
+        one_line = " ".join(query.split())
+        print(f'\nWith STILTS:\n  stilts tapquery tapurl={report.url}/tap ofmt=csv adql="{one_line}"')
     return 0

@@ -3,19 +3,21 @@
 The neighbours of a model are stored in ``similarity.neighbour_sets``, a table
 partitioned by ``model_id`` holding one row per image with the neighbour ids
 and distances as arrays (``sql/neighbour_sets.sql``; docs/publish.md says why).
-Publishing a model happens in one transaction:
+Publishing happens in two steps:
 
-1. create a staging table ``neighbour_sets_m<id>_stage`` and fill it with
-   PostgreSQL's binary COPY, encoded here with numpy (no Python loop per row);
-2. build its unique index and a ``CHECK (model_id = <id>)`` constraint, so that
-   attaching it needs neither an index build nor a validation scan;
-3. detach and drop the model's old partition, attach the staging table in its
-   place, commit.
+1. :func:`stage_model`, per model, in one transaction: a staging table
+   ``neighbour_sets_m<id>_stage`` filled with PostgreSQL's binary COPY (encoded
+   here with numpy, no Python loop per row), then its unique index and a
+   ``CHECK (model_id = <id>)`` constraint, so that attaching it needs neither an
+   index build nor a validation scan.  Not visible to readers.
+2. :func:`swap_in`, for all models of a publication in one transaction: detach
+   and drop the old partitions, attach the staging tables in their place.
 
 Readers (TAP queries through the views) see the old rows or the new ones: the
 swap's locks make them wait a few milliseconds at most, never fail.  A publish
-killed at any point rolls back with its connection, leaving the previous
-partition, and so every published row, as it was.
+killed at any point leaves the published partitions as they were: an
+uncommitted COPY rolls back with its connection, and a committed staging table
+is not visible (the next publish replaces it).
 """
 
 from __future__ import annotations
@@ -109,7 +111,11 @@ def _partition_name(model_id: int) -> str:
     return f"neighbour_sets_m{int(model_id)}"
 
 
-def load_model_partition(
+def _stage_name(model_id: int) -> str:
+    return f"{_partition_name(model_id)}_stage"
+
+
+def stage_model(
     conn,
     model_id: int,
     image_ids: np.ndarray,
@@ -118,10 +124,12 @@ def load_model_partition(
     outlier: np.ndarray | None = None,
     *,
     block_rows: int = 2000,
-    lock_timeout_s: float = 5.0,
     progress: Callable[[int], None] | None = None,
-) -> float:
-    """Replace the neighbours of one model atomically (module docstring).
+) -> str:
+    """COPY one model's neighbours into its staging table, index it, commit.
+
+    Readers see nothing of it until :func:`swap_in` attaches it.  A staging
+    table left by an earlier, killed publish is replaced.
 
     Args:
         conn: a psycopg 3 connection as ``gavoadmin`` (not in a transaction).
@@ -131,19 +139,17 @@ def load_model_partition(
         dists: float [N, k] distances.
         outlier: float [N] outlier scores, or None.
         block_rows: images encoded and sent per COPY write.
-        lock_timeout_s: how long the swap waits for readers before it retries.
         progress: called with the number of images sent after each block.
 
     Returns:
-        Seconds the swap itself held its locks (from detach to commit).
+        The staging table's name (in schema ``similarity``).
     """
     from psycopg import sql
 
     model_id = int(model_id)
     if not -32768 <= model_id <= 32767:
         raise ValueError(f"model_id {model_id} does not fit a smallint")
-    part = _partition_name(model_id)
-    stage = f"{part}_stage"
+    stage = sql.Identifier(_stage_name(model_id))
     order = np.argsort(image_ids, kind="stable")
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
 
@@ -153,12 +159,13 @@ def load_model_partition(
         cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (0x5E1A, model_id))
         if not cur.fetchone()[0]:
             raise RuntimeError(f"another publish of model_id {model_id} is running")
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS similarity.{}").format(stage))
         cur.execute(sql.SQL(
             "CREATE TABLE similarity.{} (LIKE similarity.neighbour_sets INCLUDING STORAGE)"
-        ).format(sql.Identifier(stage)))
+        ).format(stage))
         copy_sql = sql.SQL(
             "COPY similarity.{} (model_id, image_id, outlier, neighbour_ids, dists) "
-            "FROM STDIN (FORMAT BINARY)").format(sql.Identifier(stage))
+            "FROM STDIN (FORMAT BINARY)").format(stage)
         with cur.copy(copy_sql) as copy:
             copy.write(COPY_HEADER)
             for start in range(0, len(order), block_rows):
@@ -174,41 +181,71 @@ def load_model_partition(
             copy.write(COPY_TRAILER)
         cur.execute(sql.SQL(
             "ALTER TABLE similarity.{} ADD CONSTRAINT {} CHECK (model_id = {})"
-        ).format(sql.Identifier(stage), sql.Identifier(f"{part}_model"), sql.Literal(model_id)))
-        cur.execute(sql.SQL(
-            "CREATE UNIQUE INDEX {} ON similarity.{} (model_id, image_id)"
-        ).format(sql.Identifier(f"{stage}_key"), sql.Identifier(stage)))
-        cur.execute(sql.SQL("ANALYZE similarity.{}").format(sql.Identifier(stage)))
-        return _swap(conn, cur, model_id, part, stage, lock_timeout_s)
+        ).format(stage, sql.Identifier(f"{_partition_name(model_id)}_model"),
+                 sql.Literal(model_id)))
+        cur.execute(sql.SQL("CREATE UNIQUE INDEX {} ON similarity.{} (model_id, image_id)")
+                    .format(sql.Identifier(f"{_stage_name(model_id)}_key"), stage))
+        cur.execute(sql.SQL("ANALYZE similarity.{}").format(stage))
+    return _stage_name(model_id)
 
 
-def _swap(conn, cur, model_id: int, part: str, stage: str, lock_timeout_s: float) -> float:
-    """Detach and drop the old partition, attach ``stage`` in its place."""
+def swap_in(conn, model_ids: list[int], drop: list[int] = (), *,
+            lock_timeout_s: float = 5.0) -> float:
+    """Attach the staged models in place of their old partitions, in one transaction.
+
+    Args:
+        conn: a psycopg 3 connection as ``gavoadmin`` (not in a transaction).
+        model_ids: models whose staging tables (:func:`stage_model`) go in.
+        drop: further models whose partitions go (unpublished) in the same step.
+        lock_timeout_s: how long to wait for readers before retrying.
+
+    Returns:
+        Seconds the swap held its locks.
+    """
     import psycopg
     from psycopg import sql
 
-    cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
-        sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
     for attempt in range(1, 61):
         try:
-            with conn.transaction():  # a savepoint: a lock timeout keeps the COPY
+            with conn.transaction():
+                cur = conn.cursor()
+                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                    sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
                 t0 = time.perf_counter()
-                cur.execute("SELECT to_regclass(%s) IS NOT NULL",
-                            (f"similarity.{part}",))
-                if cur.fetchone()[0]:
-                    cur.execute(sql.SQL("ALTER TABLE similarity.neighbour_sets "
-                                        "DETACH PARTITION similarity.{}").format(
-                        sql.Identifier(part)))
-                    cur.execute(sql.SQL("DROP TABLE similarity.{}").format(sql.Identifier(part)))
-                cur.execute(sql.SQL("ALTER TABLE similarity.{} RENAME TO {}").format(
-                    sql.Identifier(stage), sql.Identifier(part)))
-                cur.execute(sql.SQL("ALTER INDEX similarity.{} RENAME TO {}").format(
-                    sql.Identifier(f"{stage}_key"), sql.Identifier(f"{part}_key")))
-                cur.execute(sql.SQL("ALTER TABLE similarity.neighbour_sets ATTACH PARTITION "
-                                    "similarity.{} FOR VALUES IN ({})").format(
-                    sql.Identifier(part), sql.Literal(model_id)))
-                return time.perf_counter() - t0
+                for mid in [*model_ids, *drop]:
+                    part = sql.Identifier(_partition_name(mid))
+                    cur.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                (f"similarity.{_partition_name(mid)}",))
+                    if cur.fetchone()[0]:
+                        cur.execute(sql.SQL("ALTER TABLE similarity.neighbour_sets "
+                                            "DETACH PARTITION similarity.{}").format(part))
+                        cur.execute(sql.SQL("DROP TABLE similarity.{}").format(part))
+                for mid in model_ids:
+                    part = sql.Identifier(_partition_name(mid))
+                    cur.execute(sql.SQL("ALTER TABLE similarity.{} RENAME TO {}").format(
+                        sql.Identifier(_stage_name(mid)), part))
+                    cur.execute(sql.SQL("ALTER INDEX similarity.{} RENAME TO {}").format(
+                        sql.Identifier(f"{_stage_name(mid)}_key"),
+                        sql.Identifier(f"{_partition_name(mid)}_key")))
+                    cur.execute(sql.SQL("ALTER TABLE similarity.neighbour_sets ATTACH "
+                                        "PARTITION similarity.{} FOR VALUES IN ({})").format(
+                        part, sql.Literal(int(mid))))
+                held = time.perf_counter() - t0
+            return held
         except psycopg.errors.LockNotAvailable:
-            log.info("swap of model %d waits for readers (attempt %d)", model_id, attempt)
+            log.info("swap waits for readers (attempt %d)", attempt)
             time.sleep(0.2)
-    raise RuntimeError(f"could not swap in model {model_id}: readers held locks for minutes")
+    raise RuntimeError("could not swap in the neighbours: readers held locks for minutes")
+
+
+def load_model_partition(conn, model_id: int, image_ids: np.ndarray,
+                         neighbour_ids: np.ndarray, dists: np.ndarray,
+                         outlier: np.ndarray | None = None, **kwargs) -> float:
+    """Stage one model and swap it in (:func:`stage_model`, :func:`swap_in`).
+
+    Returns:
+        Seconds the swap held its locks.
+    """
+    lock_timeout_s = kwargs.pop("lock_timeout_s", 5.0)
+    stage_model(conn, model_id, image_ids, neighbour_ids, dists, outlier, **kwargs)
+    return swap_in(conn, [model_id], lock_timeout_s=lock_timeout_s)

@@ -5,11 +5,13 @@ Order of work, each step safe to repeat:
 1. check the work directory and the server;
 2. install the resdir and write the files DaCHS imports and serves;
 3. apply ``sql/*.sql`` (the partitioned neighbour store);
-4. ``dachs imp`` the images (only when the manifest changed) -- into
+4. per model: binary COPY into a staging table (:func:`.copy.stage_model`);
+5. ``dachs imp`` the images (only when the manifest changed) -- into
    ``ivoa.obscore`` through the ObsCore mixin;
-5. per model: binary COPY + swap of its partition (:mod:`.copy`);
-6. ``dachs imp`` the models, create the views and ``selections`` if missing;
-7. ``dachs imp -m`` and ``dachs limits`` to refresh DaCHS's metadata.
+6. swap all staged models in, in one transaction (:func:`.copy.swap_in`); with
+   new images, the models not republished are unpublished in the same step;
+7. ``dachs imp`` the models, create the views and ``selections`` if missing;
+8. ``dachs imp -m`` and ``dachs limits`` to refresh DaCHS's metadata.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from ..workdir import ModelDir, WorkDir
 from . import resdir as rd
-from .copy import load_model_partition
+from .copy import stage_model, swap_in
 from .dachs import RD_ID, DachsSite
 
 __all__ = ["SQL_DIR", "ModelReport", "PublishReport", "check_workdir", "publish"]
@@ -111,13 +113,23 @@ def _partition_ids(conn) -> set[int]:
     return {int(name.rsplit("_m", 1)[1]) for (name,) in rows}
 
 
-def _known_model_id(conn, name: str) -> int | None:
-    """The id the database has for model ``name``, if any."""
-    if not conn.execute("SELECT to_regclass('similarity.models') IS NOT NULL").fetchone()[0]:
-        return None
-    row = conn.execute("SELECT model_id FROM similarity.models WHERE name = %s",
-                       (name,)).fetchone()
-    return int(row[0]) if row else None
+def _published(conn, site: DachsSite) -> dict[str, int]:
+    """Every published model, name -> id, from the JSON files, the table, the partitions."""
+    known = rd.published_models(site)
+    if conn.execute("SELECT to_regclass('similarity.models') IS NOT NULL").fetchone()[0]:
+        known.update({name: int(mid) for name, mid in conn.execute(
+            "SELECT name, model_id FROM similarity.models").fetchall()})
+    for mid in _partition_ids(conn) - set(known.values()):
+        known[f"<unnamed {mid}>"] = mid
+    return known
+
+
+def _forget_models(conn, site: DachsSite, names: list[str]) -> None:
+    """Remove the rows and JSON files of unpublished models (partitions are gone)."""
+    if conn.execute("SELECT to_regclass('similarity.models') IS NOT NULL").fetchone()[0]:
+        conn.execute("DELETE FROM similarity.models WHERE name = ANY(%s)", (names,))
+    for name in names:
+        (site.resdir / "data" / "models" / f"{name}.json").unlink(missing_ok=True)
 
 
 def _views_exist(conn) -> bool:
@@ -149,29 +161,50 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
         images_exist, obscore_exists = conn.execute(
             "SELECT to_regclass('similarity.images') IS NOT NULL,"
             " to_regclass('ivoa._obscoresources') IS NOT NULL").fetchone()
-    if not obscore_exists:
-        site.run("imp", "//obscore")
-    if images_changed or not images_exist:
-        site.run("imp", RD_ID, "import_images")
-        rd.mark_images_imported(work, site)
-    report = PublishReport(url=site.url, images_imported=images_changed or not images_exist)
-
-    with site.connect(autocommit=True) as conn:
+        new_images = images_changed or not images_exist
+        before = _published(conn, site)
+        # Neighbours name images by id: with new images every model goes and
+        # ids are given anew from 1; otherwise a model keeps its id.
+        ids: dict[str, int] = {}
         for model in chosen:
-            ids, nb, dist, outlier = _load_arrays(model)
-            model_id = _known_model_id(conn, model.name) or rd.model_id_for(
-                site, model.name, _partition_ids(conn))
-            n, k = nb.shape
-            log.info("publishing model %s (id %d): %d images x %d neighbours",
-                     model.name, model_id, n, k)
+            if new_images:
+                ids[model.name] = len(ids) + 1
+            else:
+                taken = set(before.values()) | set(ids.values())
+                ids[model.name] = before.get(model.name) or max(taken, default=0) + 1
+        report = PublishReport(url=site.url, images_imported=new_images)
+
+        staged = []
+        for model in chosen:  # 1. COPY into staging tables, invisible to readers
+            arrays = _load_arrays(model)
+            n, k = arrays[1].shape
+            log.info("staging model %s (id %d): %d images x %d neighbours",
+                     model.name, ids[model.name], n, k)
             t0 = time.perf_counter()
             with tqdm(total=n, unit="img", desc=f"COPY {model.name}",
                       disable=not progress) as bar:
-                swap_s = load_model_partition(conn, model_id, ids, nb, dist, outlier,
-                                              progress=bar.update)
-            load_s = time.perf_counter() - t0
-            rd.write_model(site, model, model_id, n, k)
-            report.models.append(ModelReport(model.name, model_id, n, k, n * k, load_s, swap_s))
+                stage_model(conn, ids[model.name], *arrays, progress=bar.update)
+            staged.append(ModelReport(model.name, ids[model.name], n, k, n * k,
+                                      time.perf_counter() - t0, 0.0))
+
+        if not obscore_exists:  # 2. the images, through DaCHS
+            site.run("imp", "//obscore")
+        if new_images:
+            site.run("imp", RD_ID, "import_images")
+            rd.mark_images_imported(work, site)
+
+        # 3. all models at once; with new images the others go in the same step
+        gone = [name for name in before if new_images and name not in ids]
+        drop = sorted({mid for mid in before.values() if new_images} - set(ids.values()))
+        t0 = time.perf_counter()
+        swap_s = swap_in(conn, list(ids.values()), drop=drop)
+        swap_total = time.perf_counter() - t0
+        for m in staged:
+            m.swap_s, m.load_s = swap_s, m.load_s + swap_total
+            report.models.append(m)
+        _forget_models(conn, site, [name for name in gone if not name.startswith("<")])
+        for model, m in zip(chosen, staged, strict=True):
+            rd.write_model(site, model, m.model_id, m.n_images, m.k)
         site.run("imp", RD_ID, "import_models")
         if not _views_exist(conn):
             site.run("imp", RD_ID, "views", "create_selections")

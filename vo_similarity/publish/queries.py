@@ -24,7 +24,10 @@ def similar_images_query(did: str, model_id: int, top: int = 20) -> str:
         top: how many neighbours, most similar first.
 
     Returns:
-        An ADQL statement that runs as it is in TOPCAT, STILTS or pyvo.
+        An ADQL statement that runs as it is in TOPCAT, STILTS or pyvo.  The
+        ``rank`` condition repeats TOP so that PostgreSQL joins only those
+        rows (the ``neighbours`` view cannot know that ``rank`` comes sorted):
+        0.3 ms instead of 15 ms at k = 1000.
     """
     return (
         f"SELECT TOP {int(top)} n.rank, n.dist, o.obs_publisher_did, o.target_name, "
@@ -32,5 +35,6 @@ def similar_images_query(did: str, model_id: int, top: int = 20) -> str:
         "FROM similarity.neighbours AS n\n"
         "JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did\n"
         f"WHERE n.obs_publisher_did = {adql_string(did)} AND n.model_id = {int(model_id)}\n"
+        f"  AND n.rank <= {int(top)}\n"
         "ORDER BY rank"
     )

@@ -32,7 +32,6 @@ __all__ = [
     "install_resdir",
     "install_tap_examples",
     "mark_images_imported",
-    "model_id_for",
     "published_models",
     "write_images",
     "write_model",
@@ -112,9 +111,10 @@ def write_images(work: WorkDir, site: DachsSite) -> bool:
     missing = [c for c in _IMAGE_COLUMNS if c not in table.colnames]
     if missing:
         raise ValueError(f"{work.manifest} lacks the columns {', '.join(missing)}")
+    # Files are replaced one by one (never a folder removed first), so rows still
+    # published keep their files if this publish dies before the import commits.
     for sub in ("images", "previews"):
-        shutil.rmtree(data / sub, ignore_errors=True)
-        (data / sub).mkdir(parents=True)
+        (data / sub).mkdir(parents=True, exist_ok=True)
     csv_path = data / "images.csv"
     tmp = atomic_path(csv_path)
     with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -156,20 +156,6 @@ def published_models(site: DachsSite) -> dict[str, int]:
         record = json.loads(path.read_text(encoding="utf-8"))
         result[record["name"]] = int(record["model_id"])
     return result
-
-
-def model_id_for(site: DachsSite, name: str, taken: set[int] = frozenset()) -> int:
-    """The model's id: kept from earlier publications, else the next free one.
-
-    Args:
-        site: the DaCHS site.
-        name: the model's name.
-        taken: ids in use in the database (e.g. partitions whose JSON file is gone).
-    """
-    known = published_models(site)
-    if name in known:
-        return known[name]
-    return max({*known.values(), *taken}, default=0) + 1
 
 
 def write_model(site: DachsSite, model: ModelDir, model_id: int, n_images: int, k: int) -> Path:
