@@ -3,11 +3,18 @@ import math
 import pytest
 import torch
 
-from vo_similarity.learn.augment import (augment_batch, blur, random_affine_matrices,
-                                         rotation_matrices, stretch, warp)
+from vo_similarity.learn.augment import (
+    augment_batch,
+    blur,
+    random_affine_matrices,
+    rotation_matrices,
+    stretch,
+    warp,
+)
 from vo_similarity.learn.config import AugmentConfig
 
-NONE = dict(rotation_deg=0, flip_prob=0, shear_deg=0, scale_min=1, scale_max=1, offset=0)
+NONE = {"rotation_deg": 0, "flip_prob": 0, "shear_deg": 0, "scale_min": 1, "scale_max": 1,
+        "offset": 0}
 
 
 def test_parameters_differ_per_sample():

@@ -1,4 +1,5 @@
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def _train_cmd(work, name):
 def _epoch_of(path) -> int:
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
-    except Exception:  # not written yet, or being replaced
+    except (FileNotFoundError, EOFError, RuntimeError, pickle.UnpicklingError):  # not yet written
         return 0
 
 
@@ -80,7 +81,7 @@ def test_torchrun_two_processes_without_code_changes(tiny_workdir):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "vo_similarity.cli", "-v", "train", str(tiny_workdir.root), "--model", "ddp",
            *TRAIN_ARGS[2:], "--epochs", "2"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     md = tiny_workdir.model("ddp")

@@ -169,7 +169,7 @@ def gaussian_blob(g: Grid, rng: np.random.Generator) -> tuple[np.ndarray, ModelP
 
 def ringed_disc(g: Grid, rng: np.random.Generator) -> tuple[np.ndarray, ModelParams]:
     """A protoplanetary disc with bright rings and dark gaps (HL Tau, DSHARP)."""
-    rout = _size(g, rng, 6.0, 14.0)
+    rout = _size(g, rng, 7.0, 14.0)
     cos_i, pa = _incl(rng, 65.0), rng.uniform(0, np.pi)
     x0, y0 = _centre(g, rng, rout)
     u, v = _frame(g, x0, y0, pa, cos_i)
@@ -179,7 +179,7 @@ def ringed_disc(g: Grid, rng: np.random.Generator) -> tuple[np.ndarray, ModelPar
     n_gaps = int(rng.integers(1, 4))
     radii = np.sort(rng.uniform(0.25, 0.85, n_gaps))
     for rg in radii:
-        width = max(rng.uniform(0.03, 0.08), 0.45 * g.beam / rout)
+        width = max(rng.uniform(0.03, 0.08), 0.6 * g.beam / rout)
         img = img * (1 - rng.uniform(0.7, 1.0) * np.exp(-0.5 * ((r - rg) / width) ** 2))
         rr = rg + rng.uniform(2.0, 3.0) * width  # the bright ring just outside each gap
         img = img + 0.6 * np.exp(-0.5 * ((r - rr) / (0.7 * width)) ** 2) * np.exp(-(rr**8))
@@ -197,7 +197,7 @@ def spiral(g: Grid, rng: np.random.Generator) -> tuple[np.ndarray, ModelParams]:
     phi = np.arctan2(v, u)
     m = int(rng.choice([2, 3, 4], p=[0.6, 0.25, 0.15]))
     pitch = np.radians(rng.uniform(12.0, 30.0))
-    width = max(rng.uniform(0.5, 1.0) * g.beam, 0.05 * rout)
+    width = max(rng.uniform(0.6, 1.1) * g.beam, 0.05 * rout)
     sense = rng.choice([-1.0, 1.0])
     phase = sense * np.log(np.maximum(r, 0.05)) / np.tan(pitch) + rng.uniform(0, 2 * np.pi)
     arms = np.zeros_like(r)

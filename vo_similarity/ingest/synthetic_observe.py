@@ -113,7 +113,7 @@ def draw_observation(rng: np.random.Generator, size: int) -> Observation:
     """Draw beam, noise, signal-to-noise ratio and primary beam for a ``size``² image.
 
     The beam FWHM spans 2.5–6 px scaled with the image (ALMA images use 3–7
-    pixels per beam), axis ratio 0.5–1; the peak S/N is log-uniform in 12–300;
+    pixels per beam), axis ratio 0.5–1; the peak S/N is log-uniform in 20–300;
     the primary-beam cut radius is 44–52 % of the image width so that the
     corners are always blank and sometimes the edges too; 0–12 % of the flux
     stays uncleaned.
@@ -129,7 +129,7 @@ def draw_observation(rng: np.random.Generator, size: int) -> Observation:
         sampling=uv_sampling(rng, size, beam),
         beam=beam,
         noise_rms=float(10 ** rng.uniform(-5.0, -3.0)),
-        snr=float(np.exp(rng.uniform(np.log(12.0), np.log(300.0)))),
+        snr=float(np.exp(rng.uniform(np.log(20.0), np.log(300.0)))),
         pb_fwhm=float(pb_fwhm),
         pb_cut=pb_cut,
         pb_corrected=bool(rng.random() < 0.5),

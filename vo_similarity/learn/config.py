@@ -15,7 +15,7 @@ from typing import Any
 
 from vo_similarity.workdir import atomic_path
 
-__all__ = ["TrainConfig", "AugmentConfig"]
+__all__ = ["AugmentConfig", "TrainConfig"]
 
 STEMS = ("unstrided", "halved", "stock")
 BACKBONES = ("resnet18", "resnet50")
@@ -33,7 +33,7 @@ class AugmentConfig:
         scale_min: smallest zoom factor (log-uniform between min and max).
         scale_max: largest zoom factor.
         offset: translation as a fraction of the half-width, uniform in ``[-offset, offset]``.
-        stretch: strength of the asinh/sinh stretch jitter (0 = none).
+        stretch: strength of the log-stretch jitter, both directions (0 = none).
         noise_std: largest standard deviation of added Gaussian noise.
         blur_sigma: largest sigma, in output pixels, of the Gaussian beam blur.
     """

@@ -9,7 +9,7 @@ import torch
 
 from vo_similarity.workdir import WorkDir
 
-__all__ = ["ImageSet", "load_images", "is_validation"]
+__all__ = ["ImageSet", "is_validation", "load_images"]
 
 SPLITS = ("all", "train", "val")
 

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     work = WorkDir(args.workdir)
-    vectors, ids = embed_workdir(work, args.model, device=device_name(args.device),
+    vectors, _ = embed_workdir(work, args.model, device=device_name(args.device),
                                  batch_size=args.batch_size, all_categories=args.all_categories)
     print(f"{vectors.shape[0]} embeddings of dimension {vectors.shape[1]}: "
           f"{work.model(args.model).embeddings}")

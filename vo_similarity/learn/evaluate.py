@@ -23,8 +23,13 @@ from vo_similarity.learn.metrics import invariance, mean_average_precision, prec
 from vo_similarity.learn.model import build_model
 from vo_similarity.workdir import WorkDir, atomic_path
 
-__all__ = ["InvarianceTransform", "transformed_copies", "pixel_pca_embedding", "evaluate_model",
-           "score_embeddings"]
+__all__ = [
+    "InvarianceTransform",
+    "evaluate_model",
+    "pixel_pca_embedding",
+    "score_embeddings",
+    "transformed_copies",
+]
 
 log = logging.getLogger(__name__)
 

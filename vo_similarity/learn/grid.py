@@ -16,10 +16,13 @@ __all__ = ["neighbour_grid"]
 
 
 def _caption(data: ImageSet, i: int) -> str:
-    parts = [p for p in (data.names[i], data.labels[i]) if p]
-    head = " · ".join(dict.fromkeys(parts)) or f"#{data.image_ids[i]}"
-    credit = textwrap.shorten(str(data.credits[i]), 28, placeholder="…") if data.credits[i] else ""
-    return f"{textwrap.shorten(head, 22, placeholder='…')}\n{credit}" if credit else head
+    """Target (or id), label where known, and the credit, one per line."""
+    lines = [textwrap.shorten(str(data.names[i]) or f"#{data.image_ids[i]}", 24, placeholder="…")]
+    if data.labels[i] and data.labels[i] != data.names[i]:
+        lines.append(textwrap.shorten(str(data.labels[i]), 24, placeholder="…"))
+    if data.credits[i]:
+        lines.append(textwrap.shorten(str(data.credits[i]), 28, placeholder="…"))
+    return "\n".join(lines)
 
 
 def neighbour_grid(
@@ -41,7 +44,7 @@ def neighbour_grid(
     queries = np.random.default_rng(seed).choice(n, n_queries, replace=False)
     order = similarity_ranking(vectors)
     cols = n_neighbours + 1
-    fig, axes = plt.subplots(n_queries, cols, figsize=(1.6 * cols, 1.85 * n_queries), dpi=90,
+    fig, axes = plt.subplots(n_queries, cols, figsize=(1.6 * cols, 1.95 * n_queries), dpi=90,
                              squeeze=False)
     for r, q in enumerate(queries):
         for c, j in enumerate([q, *order[q, :n_neighbours]]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["precision_at_k", "mean_average_precision", "invariance", "similarity_ranking"]
+__all__ = ["invariance", "mean_average_precision", "precision_at_k", "similarity_ranking"]
 
 
 def similarity_ranking(vectors: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from vo_similarity.learn.augment import rotation_matrices, warp
 from vo_similarity.learn.backbone import build_backbone, feature_dim
 from vo_similarity.learn.config import TrainConfig
 
-__all__ = ["SimCLR", "build_model", "build_loss", "load_model", "embed_tensor"]
+__all__ = ["SimCLR", "build_loss", "build_model", "embed_tensor", "load_model"]
 
 
 class SimCLR(nn.Module):

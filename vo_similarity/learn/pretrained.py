@@ -23,8 +23,13 @@ import torch
 from vo_similarity.learn.config import TrainConfig
 from vo_similarity.workdir import ModelDir, WorkDir, atomic_path
 
-__all__ = ["SHIPPED_WEIGHTS", "SHIPPED_CONFIG", "shipped_available", "export_shipped",
-           "install_shipped"]
+__all__ = [
+    "SHIPPED_CONFIG",
+    "SHIPPED_WEIGHTS",
+    "export_shipped",
+    "install_shipped",
+    "shipped_available",
+]
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SHIPPED_WEIGHTS = DATA / "simclr_builtin.fp16.pt"

@@ -33,7 +33,7 @@ from vo_similarity.learn.data import load_images
 from vo_similarity.learn.model import autocast_dtype, build_loss, build_model
 from vo_similarity.workdir import ModelDir, WorkDir, atomic_path
 
-__all__ = ["train", "TrainResult", "resolve_device", "epoch_permutation", "plot_loss"]
+__all__ = ["TrainResult", "epoch_permutation", "plot_loss", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ValueError("--device cuda requested but no CUDA device is available")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(name)
 
 

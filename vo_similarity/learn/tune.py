@@ -25,7 +25,7 @@ from vo_similarity.learn.evaluate import InvarianceTransform, score_embeddings, 
 from vo_similarity.learn.train import train
 from vo_similarity.workdir import WorkDir, atomic_path
 
-__all__ = ["tune", "suggest_config", "best_config_path"]
+__all__ = ["best_config_path", "suggest_config", "tune"]
 
 log = logging.getLogger(__name__)
 

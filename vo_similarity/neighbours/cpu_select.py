@@ -44,6 +44,8 @@ def available() -> bool:
 
 #: Columns scanned between checks that the buffer has room.
 _STEP = 1024
+#: Columns whose maximum is compared with the threshold before looking at each.
+_LANES = 16
 
 if numba is not None:
 
@@ -72,17 +74,17 @@ if numba is not None:
             return -np.inf
         maxima = row[:groups].copy()
         for t in range(1, width):
-            for g in range(groups):
-                maxima[g] = max(maxima[g], row[t * groups + g])
+            np.maximum(maxima, row[t * groups:(t + 1) * groups], maxima)
         return np.partition(maxima, groups - k)[groups - k]
 
     @numba.njit(cache=True, nogil=True)
     def _topk_row(row, k, offset, out_vals, out_pos, vals, pos):
         """One row; False when ties overflow the buffer (the caller then falls back).
 
-        The scan appends without branching (write, then advance the count when
-        the value passes), in steps of ``_STEP`` columns with room for a whole
-        step in the buffer.
+        The scan skips groups of ``_LANES`` columns whose maximum is below the
+        threshold, and appends the others without branching (write, then
+        advance the count when the value passes), in steps of ``_STEP`` columns
+        with room for a whole step in the buffer.
         """
         n = len(row)
         cap = len(vals)
@@ -93,11 +95,19 @@ if numba is not None:
                 count, threshold = _cut(vals, pos, count, k)
                 if cap - count < _STEP:
                     return False
-            for j in range(start, min(n, start + _STEP)):
-                v = row[j]
-                vals[count] = v
-                pos[count] = j
-                count += v >= threshold
+            stop = min(n, start + _STEP)
+            for lane in range(start, stop, _LANES):
+                end = min(stop, lane + _LANES)
+                top = row[lane]
+                for j in range(lane + 1, end):  # vectorised maximum of a few values
+                    top = max(top, row[j])
+                if top < threshold:  # most groups hold nothing that passes
+                    continue
+                for j in range(lane, end):
+                    v = row[j]
+                    vals[count] = v
+                    pos[count] = j
+                    count += v >= threshold
         if count > k:
             count, threshold = _cut(vals, pos, count, k)
         order = np.argsort(-vals[:count], kind="mergesort")
