@@ -9,7 +9,7 @@ import torch
 
 from vo_similarity.workdir import WorkDir
 
-__all__ = ["ImageSet", "is_validation", "load_images"]
+__all__ = ["ImageSet", "PixelStore", "is_validation", "load_images"]
 
 SPLITS = ("all", "train", "val")
 
@@ -25,11 +25,38 @@ def is_validation(image_ids: np.ndarray, fraction: float) -> np.ndarray:
     return (h.astype(np.float64) / 2**32) < fraction
 
 
+class PixelStore:
+    """Rows of the memory-mapped ``pixels.npy`` read on demand as float32 tensors.
+
+    Indexing (an int, a slice, an index array) reads only those images, so a
+    work directory of any size is embedded and trained on in bounded memory.
+    """
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray):
+        self.array = array
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        return torch.from_numpy(np.asarray(self.array[self.rows[index]], dtype=np.float32))
+
+    def subset(self, keep: np.ndarray) -> PixelStore:
+        return PixelStore(self.array, self.rows[keep])
+
+    def all(self) -> torch.Tensor:
+        """Every selected image as one float32 tensor ``[N, 1, S, S]``."""
+        return self[np.arange(len(self))]
+
+
 @dataclass
 class ImageSet:
     """Pixels and the manifest columns the learning stage uses, row-aligned."""
 
-    pixels: torch.Tensor  # float32 [N, 1, S, S] in [0, 1]
+    pixels: PixelStore  # [N, 1, S, S] in [0, 1], read on demand
     image_ids: np.ndarray  # int32 [N]
     labels: np.ndarray  # str [N], "" where unknown
     credits: np.ndarray  # str [N]
@@ -88,7 +115,7 @@ def load_images(
         raise ValueError(f"the selection (category={category!r}, split={split!r}) is empty")
     n = len(table)
     return ImageSet(
-        pixels=torch.from_numpy(np.asarray(pixels[ids[rows]], dtype=np.float32)),
+        pixels=PixelStore(pixels, ids[rows]),
         image_ids=ids[rows].astype(np.int32),
         labels=_column(table, "label", n)[rows],
         credits=_column(table, "credit", n)[rows],

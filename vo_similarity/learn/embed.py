@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from vo_similarity.learn.config import TrainConfig
-from vo_similarity.learn.data import load_images
+from vo_similarity.learn.data import PixelStore, load_images
 from vo_similarity.learn.model import SimCLR, embed_tensor, load_model
 from vo_similarity.workdir import ModelDir, WorkDir, atomic_path
 
@@ -32,10 +32,10 @@ def load_trained(model_dir: ModelDir, device: str | torch.device = "cpu") -> tup
 
 
 def embed_images(
-    model: SimCLR, images: torch.Tensor, cfg: TrainConfig, *, batch_size: int = 256,
+    model: SimCLR, images: torch.Tensor | PixelStore, cfg: TrainConfig, *, batch_size: int = 256,
     progress: bool = False, pool_rotations: int | None = None,
 ) -> np.ndarray:
-    """float32 ``[N, D]`` unit vectors of ``images`` [N, 1, S, S], computed in batches."""
+    """float32 ``[N, D]`` unit vectors of ``images`` [N, 1, S, S], computed (and read) in batches."""
     from tqdm.auto import tqdm
 
     n_views = max(1, 2 * (cfg.pool_rotations if pool_rotations is None else pool_rotations))

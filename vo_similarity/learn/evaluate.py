@@ -92,7 +92,7 @@ def _subsample(data: ImageSet, max_images: int, seed: int) -> ImageSet:
     if len(data) <= max_images:
         return data
     keep = np.sort(np.random.default_rng(seed).choice(len(data), max_images, replace=False))
-    return ImageSet(data.pixels[keep], data.image_ids[keep], data.labels[keep],
+    return ImageSet(data.pixels.subset(keep), data.image_ids[keep], data.labels[keep],
                     data.credits[keep], data.names[keep])
 
 
@@ -116,11 +116,12 @@ def evaluate_model(
                                   val_fraction=cfg.val_fraction), max_images, transform.seed)
     if len(data) < 3:
         raise ValueError(f"only {len(data)} images in split {split!r}: too few to evaluate")
-    copies = transformed_copies(data.pixels, transform)
+    images = data.pixels.all()
+    copies = transformed_copies(images, transform)
     results: dict = {}
 
     def run(name: str, net, pool: int | None = None) -> np.ndarray:
-        a = embed_images(net, data.pixels, cfg, pool_rotations=pool)
+        a = embed_images(net, images, cfg, pool_rotations=pool)
         b = embed_images(net, copies, cfg, pool_rotations=pool)
         results[name] = score_embeddings(a, b, data.labels)
         log.info("%s: %s", name, {k: v for k, v in results[name].items() if "per_class" not in k})
@@ -131,7 +132,7 @@ def evaluate_model(
         run("model_without_pooling", model, pool=0)
     torch.manual_seed(cfg.seed)
     run("untrained_network", build_model(cfg).to(device).eval())
-    pa, pb = pixel_pca_embedding(data.pixels, copies)
+    pa, pb = pixel_pca_embedding(images, copies)
     results["pixels_pca"] = score_embeddings(pa, pb, data.labels)
     report = {
         "model": model_name, "category": cfg.category, "split": split, "n_images": len(data),

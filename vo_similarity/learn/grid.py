@@ -49,7 +49,7 @@ def neighbour_grid(
     for r, q in enumerate(queries):
         for c, j in enumerate([q, *order[q, :n_neighbours]]):
             ax = axes[r, c]
-            ax.imshow(data.pixels[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(data.pixels[int(j)][0].numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(_caption(data, j), fontsize=5.5)

@@ -219,9 +219,6 @@ def train(
     amp = autocast_dtype(cfg.precision, dev)
     log.info("training %s: %d images, %d steps/epoch of %d x %d, device %s, autocast %s",
              cfg.name, n, steps, batch, world, dev, amp)
-    pixels = data.pixels
-    if dev.type == "cuda":
-        pixels = pixels.to(dev)
     bar = tqdm(total=(cfg.epochs - start) * steps, disable=not (progress and is_main),
                unit="step", desc=f"train {cfg.name}", dynamic_ncols=True)
     t0, seen = time.perf_counter(), 0
@@ -232,7 +229,7 @@ def train(
         total = 0.0
         for step in range(steps):
             idx = order[step * batch:(step + 1) * batch]
-            x = pixels[idx.to(pixels.device)].to(dev, non_blocking=True)
+            x = data.pixels[idx].to(dev, non_blocking=True)
             v1 = augment_batch(x, cfg.augment, gen, cfg.image_size)
             v2 = augment_batch(x, cfg.augment, gen, cfg.image_size)
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):

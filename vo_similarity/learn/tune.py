@@ -90,7 +90,8 @@ def tune(
     val = load_images(workdir, category=base.category, split="val", val_fraction=base.val_fraction)
     if not any(val.labels):
         raise ValueError("tuning needs class labels (manifest column 'label') on the held-out split")
-    copies = transformed_copies(val.pixels, InvarianceTransform())
+    images = val.pixels.all()
+    copies = transformed_copies(images, InvarianceTransform())
     workdir.tune.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the heartbeat is flagged experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -104,7 +105,7 @@ def tune(
     )
 
     def score(model, cfg: TrainConfig) -> dict[str, Any]:
-        a = embed_images(model, val.pixels, cfg)
+        a = embed_images(model, images, cfg)
         b = embed_images(model, copies, cfg)
         return score_embeddings(a, b, val.labels, ks=(10,))
 
