@@ -64,9 +64,11 @@ def atomic_path(path: Path) -> Path:
     """Return a temporary sibling of ``path`` to write and then ``os.replace``.
 
     Writers put a file in place only when it is complete, so a killed stage
-    never leaves a half-written file under the final name.
+    never leaves a half-written file under the final name. The temporary name
+    keeps the suffix last (``.x.tmp-PID.npy``), so that writers which choose the
+    format by suffix (``np.save``, ``savefig``) neither append nor guess one.
     """
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+from collections.abc import Callable
 
-__all__ = ["add_common", "set_threads"]
+__all__ = ["add_common", "reports_errors", "set_threads"]
 
 
 def add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
@@ -29,3 +32,20 @@ def device_name(arg: str) -> str:
     from vo_similarity.learn.train import resolve_device
 
     return str(resolve_device(arg))
+
+
+def reports_errors(stage: str) -> Callable:
+    """Turn a bad-input error (missing file, invalid value) into one line and exit status 2."""
+
+    def wrap(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(run)
+        def checked(args: argparse.Namespace) -> int:
+            try:
+                return run(args)
+            except (FileNotFoundError, ValueError) as exc:
+                print(f"vo-similarity {stage}: error: {exc}", file=sys.stderr)
+                return 2
+
+        return checked
+
+    return wrap

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vo_similarity.learn.cli_common import add_common, device_name, set_threads
+from vo_similarity.learn.cli_common import add_common, device_name, reports_errors, set_threads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="embed every image, not only the model's category")
 
 
+@reports_errors("embed")
 def run(args: argparse.Namespace) -> int:
     from vo_similarity.learn.embed import embed_workdir
     from vo_similarity.workdir import WorkDir

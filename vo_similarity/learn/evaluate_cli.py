@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vo_similarity.learn.cli_common import add_common, device_name, set_threads
+from vo_similarity.learn.cli_common import add_common, device_name, reports_errors, set_threads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,7 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "-"
 
 
+@reports_errors("evaluate")
 def run(args: argparse.Namespace) -> int:
     from vo_similarity.learn.evaluate import InvarianceTransform, evaluate_model
     from vo_similarity.workdir import WorkDir

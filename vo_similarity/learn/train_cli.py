@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from vo_similarity.learn.cli_common import add_common, set_threads
+from vo_similarity.learn.cli_common import add_common, reports_errors, set_threads
 
 #: command-line flag -> config field, for the hyperparameters settable without a file
 _OVERRIDES = {
@@ -50,6 +50,7 @@ def build_config(args: argparse.Namespace):
     return cfg.replace(name=args.model, **changes)
 
 
+@reports_errors("train")
 def run(args: argparse.Namespace) -> int:
     from vo_similarity.learn.train import train
     from vo_similarity.workdir import WorkDir

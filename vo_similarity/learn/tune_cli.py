@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vo_similarity.learn.cli_common import add_common, device_name, set_threads
+from vo_similarity.learn.cli_common import add_common, device_name, reports_errors, set_threads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+@reports_errors("tune")
 def run(args: argparse.Namespace) -> int:
     from vo_similarity.learn.config import TrainConfig
     from vo_similarity.learn.tune import best_config_path, summary, tune
