@@ -79,7 +79,7 @@ class TrainConfig:
     width: int = 32
     image_size: int = 64
     projection_dim: int = 128
-    epochs: int = 60
+    epochs: int = 150
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
