@@ -18,8 +18,12 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("workdir", nargs="?", default="work/builtin",
                         help="work directory (default work/builtin)")
-    parser.add_argument("--model", default="default", metavar="NAME",
-                        help="name of the model to train and publish (default 'default')")
+    parser.add_argument("--model", default="builtin", metavar="NAME",
+                        help="name of the model to train and publish (default 'builtin')")
+    parser.add_argument("--train", action="store_true",
+                        help="train the model from scratch (about 7 minutes on 2 cores) "
+                             "instead of installing the checkpoint shipped with the package, "
+                             "which the same recipe produced")
     parser.add_argument("--k", type=int, default=1000, help="neighbours per image (default 1000)")
     parser.add_argument("--no-publish", action="store_true",
                         help="stop before loading into DaCHS (no server needed)")
@@ -29,7 +33,7 @@ def _steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     work, model = args.workdir, ["--model", args.model]
     steps = [
         ("ingest", ["ingest", work, "--builtin"]),
-        ("train", ["train", work, *model]),
+        ("train", ["train", work, *model, *([] if args.train else ["--shipped"])]),
         ("embed", ["embed", work, *model]),
         ("evaluate", ["evaluate", work, *model]),
         ("neighbours", ["neighbours", work, *model, "--k", str(args.k)]),

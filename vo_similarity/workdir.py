@@ -26,7 +26,7 @@ Layout::
         outlier.npy            float32 [N] per-image outlier score
         evaluation.json        metrics (with baselines)
         evaluation_grid.png    queries and their nearest neighbours
-      tune/study.sqlite, tune/best_config.json
+      tune/study.sqlite, tune/best_config.json, tune/best_trial.json
 
 Rows of ``embedding_ids.npy`` and of the neighbour files are aligned: row i of
 ``neighbours_ids.npy`` holds the neighbours of image ``embedding_ids[i]``.
@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["WorkDir", "ModelDir", "MANIFEST_COLUMNS", "atomic_path"]
+__all__ = ["MANIFEST_COLUMNS", "ModelDir", "WorkDir", "atomic_path"]
 
 #: Columns of the manifest, in order, with their meaning. Unknown floats are NaN,
 #: unknown strings are empty.
@@ -114,6 +114,9 @@ class WorkDir:
     contact_sheet = property(lambda self: self.root / "contact_sheet.png")
     ingest_report = property(lambda self: self.root / "ingest_report.txt")
     tune = property(lambda self: self.root / "tune")
+    tune_study = property(lambda self: self.tune / "study.sqlite")
+    tune_best_config = property(lambda self: self.tune / "best_config.json")
+    tune_best_trial = property(lambda self: self.tune / "best_trial.json")
     #: per-input results of ingest, so that a killed run resumes (internal to ingest)
     ingest_journal = property(lambda self: self.root / ".ingest-journal")
     #: FITS files written by ``ingest --synthetic``

@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from vo_similarity.learn.config import TrainConfig
-from vo_similarity.learn.tune import best_config_path, tune
+from vo_similarity.learn.tune import tune
 
 
 @pytest.mark.slow
@@ -11,7 +11,7 @@ def test_two_trials_then_resume_from_sqlite(tiny_workdir, tiny_config):
     study = tune(tiny_workdir, base, n_trials=2, report_every=1, min_invariance=0.0,
                  progress=False)
     assert len(study.trials) == 2
-    assert (tiny_workdir.tune / "study.sqlite").is_file()
+    assert tiny_workdir.tune_study.is_file()
     first = [t.params for t in study.trials]
     study = tune(tiny_workdir, base, n_trials=3, report_every=1, min_invariance=0.0,
                  progress=False)
@@ -20,7 +20,7 @@ def test_two_trials_then_resume_from_sqlite(tiny_workdir, tiny_config):
     assert all(t.state.is_finished() for t in study.trials)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert completed and all("invariance" in t.user_attrs for t in completed)
-    best = TrainConfig.load(best_config_path(tiny_workdir))
+    best = TrainConfig.load(tiny_workdir.tune_best_config)
     assert best.name == "tiny" and best.epochs == 2
     assert best.learning_rate in {t.params["learning_rate"] for t in completed}
 

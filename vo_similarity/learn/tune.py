@@ -25,13 +25,9 @@ from vo_similarity.learn.evaluate import InvarianceTransform, score_embeddings, 
 from vo_similarity.learn.train import train
 from vo_similarity.workdir import WorkDir, atomic_path
 
-__all__ = ["best_config_path", "suggest_config", "tune"]
+__all__ = ["suggest_config", "tune"]
 
 log = logging.getLogger(__name__)
-
-
-def best_config_path(workdir: WorkDir):
-    return workdir.tune / "best_config.json"
 
 
 def suggest_config(trial, base: TrainConfig) -> TrainConfig:
@@ -96,7 +92,7 @@ def tune(
     with warnings.catch_warnings():  # the heartbeat is flagged experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = RDBStorage(
-            f"sqlite:///{workdir.tune / 'study.sqlite'}", heartbeat_interval=30, grace_period=90,
+            f"sqlite:///{workdir.tune_study}", heartbeat_interval=30, grace_period=90,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
@@ -155,12 +151,12 @@ def write_best(workdir: WorkDir, study, name: str) -> TrainConfig | None:
         best = max(complete, key=lambda t: t.user_attrs.get("invariance", -1))
         log.warning("no trial reached the invariance constraint; writing the most invariant one")
     cfg = TrainConfig.from_dict(best.user_attrs["config"]).replace(name=name)
-    cfg.save(best_config_path(workdir))
+    cfg.save(workdir.tune_best_config)
     info = {"trial": best.number, "precision@10": best.value, "feasible": bool(feasible),
             "invariance": best.user_attrs.get("invariance"), "study": study.study_name}
-    tmp = atomic_path(workdir.tune / "best_trial.json")
+    tmp = atomic_path(workdir.tune_best_trial)
     tmp.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp, workdir.tune / "best_trial.json")
+    os.replace(tmp, workdir.tune_best_trial)
     return cfg
 
 

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @reports_errors("tune")
 def run(args: argparse.Namespace) -> int:
     from vo_similarity.learn.config import TrainConfig
-    from vo_similarity.learn.tune import best_config_path, summary, tune
+    from vo_similarity.learn.tune import summary, tune
     from vo_similarity.workdir import WorkDir
 
     set_threads(args.threads)
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         value = "-" if row["precision@10"] is None else f"{row['precision@10']:.3f}"
         print(f"trial {row['trial']:3d} {row['state']:9s} P@10 {value:>6s} "
               f"invariance {row['invariance']:.3f}")
-    if best_config_path(work).is_file():
-        print(f"best config: {best_config_path(work)}  (train it: vo-similarity train "
-              f"{args.workdir} --model {args.model} --config {best_config_path(work)})")
+    if work.tune_best_config.is_file():
+        print(f"best config: {work.tune_best_config}  (train it: vo-similarity train "
+              f"{args.workdir} --model {args.model} --config {work.tune_best_config})")
     return 0
