@@ -31,9 +31,32 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
+# A process that is gone, or a zombie nobody reaped (a killed server whose
+# parent is gone: seen here after a session's processes were ended), holds no lock.
+is_live() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null || true)
+  [[ -n "$state" && "$state" != Z* ]]
+}
+
+# Lock files left by a PostgreSQL that was killed make the next start fail
+# ("lock file ... already exists"); remove them when their process is dead.
+clear_stale_postgres_locks() {
+  local lock pid
+  for lock in /var/run/postgresql/.s.PGSQL.*.lock "/var/lib/postgresql/$PG_VERSION/main/postmaster.pid"; do
+    [[ -f "$lock" ]] || continue
+    pid=$(head -n 1 "$lock" | tr -d ' ')
+    if [[ -n "$pid" ]] && ! is_live "$pid"; then
+      log "removing stale $lock (process $pid is gone)"
+      rm -f "$lock"
+    fi
+  done
+}
+
 start_postgres() {
   if ! pg_lsclusters -h 2>/dev/null | awk -v v="$PG_VERSION" '$1==v && $2=="main"' | grep -q online; then
     log "starting PostgreSQL $PG_VERSION"
+    clear_stale_postgres_locks
     pg_ctlcluster "$PG_VERSION" main start
   fi
 }
