@@ -25,3 +25,7 @@ def test_import_and_help_stay_light():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_all_lists_exactly_the_lazy_names():
+    assert sorted(vo_similarity.__all__) == sorted(vo_similarity._WHERE)

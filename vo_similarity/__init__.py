@@ -47,7 +47,12 @@ _WHERE: dict[str, str] = {
     "publish": "vo_similarity.publish.publisher",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ImageInput", "ModelDir", "TrainConfig", "WorkDir", "builtin_sample",
+    "compute_model_neighbours", "embed_workdir", "evaluate_model", "find_neighbours", "ingest",
+    "install_shipped", "outlier_scores", "publish", "read_manifest", "refine", "train", "tune",
+    "write_sky",
+]
 
 
 def __getattr__(name: str):

@@ -6,8 +6,7 @@ imports nothing heavy at import time, two functions::
     add_arguments(parser: argparse.ArgumentParser) -> None
     run(args: argparse.Namespace) -> int      # the exit status
 
-This module only wires them together; a stage whose module is not there yet
-says so plainly instead of failing with a traceback.
+This module only wires them together.
 """
 
 from __future__ import annotations
@@ -30,15 +29,6 @@ STAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def _load(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vo-similarity",
@@ -47,12 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="stage", metavar="STAGE")
     for name, (module, help_) in STAGES.items():
-        mod = _load(module)
-        p = sub.add_parser(name, help=help_ if mod else f"{help_} (not built yet)",
-                           description=help_)
-        if mod is not None:
-            mod.add_arguments(p)
-        p.set_defaults(_module=module, _available=mod is not None)
+        p = sub.add_parser(name, help=help_, description=help_)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
     return parser
 
 
@@ -67,9 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.stage:
         parser.print_help()
         return 2
-    if not args._available:
-        print(f"vo-similarity {args.stage}: this stage is not built yet.", file=sys.stderr)
-        return 3
     return int(importlib.import_module(args._module).run(args) or 0)
 
 

@@ -226,14 +226,15 @@
     <column name="outlier" type="real" ucd="stat.value;meta.code.qual"
       tablehead="Outlier score"
       description="Outlier score of the image under this model (larger is
-        more unusual)."/>
+        more unusual); NULL where the neighbour stage wrote none."/>
     <foreignKey inTable="images" source="image_id" metaOnly="True"/>
     <foreignKey inTable="models" source="model_id" metaOnly="True"/>
     <foreignKey inTable="//obscore#ObsCore" source="obs_publisher_did"
       metaOnly="True"/>
     <viewStatement>
       CREATE VIEW \curtable (\colNames) AS (
-        SELECT s.model_id, s.image_id, q.obs_publisher_did, s.outlier
+        SELECT s.model_id, s.image_id, q.obs_publisher_did,
+          NULLIF(s.outlier, 'NaN'::real)
         FROM \schema.neighbour_sets AS s
         JOIN \schema.images AS q ON q.image_id = s.image_id)
     </viewStatement>
@@ -338,7 +339,7 @@
           o.access_url, o.preview
         FROM similarity.outliers AS s
         JOIN ivoa.obscore AS o ON o.obs_publisher_did = s.obs_publisher_did
-        WHERE s.model_id = 1
+        WHERE s.model_id = 1 AND s.outlier IS NOT NULL
         ORDER BY outlier DESC
     </meta>
     <meta name="_example" title="Similar images within a sky region">

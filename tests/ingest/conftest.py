@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from real_components import need
 
 #: Debian package ftools-fv: real FITS examples (NGC 1316 optical and radio
 #: images, an HI cube of NGC 6503, table files).
@@ -14,7 +15,7 @@ FV_SAMPLES = Path("/usr/share/doc/ftools-fv/examples/sample_data")
 @pytest.fixture(scope="session")
 def fv_samples() -> Path:
     if not (FV_SAMPLES / "datacube.fit").is_file():
-        pytest.skip("Debian package ftools-fv is not installed (apt-get install ftools-fv)")
+        need("Debian package ftools-fv (apt-get install ftools-fv)")
     return FV_SAMPLES
 
 

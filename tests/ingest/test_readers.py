@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ingest_helpers import gaussian_image, write_fits
 from PIL import Image
+from real_components import need
 
 from vo_similarity.ingest.raw_image import InputRejected
 from vo_similarity.ingest.readers import read_image, sniff_format
@@ -49,7 +50,7 @@ def test_real_stellarium_palette_png():
 
     path = Path(STELLARIUM) / "m2.png"
     if not path.is_file():
-        pytest.skip("Debian package stellarium-data is not installed")
+        need("Debian package stellarium-data (apt-get install stellarium-data)")
     raw = read_image(path)
     assert raw.data.ndim == 2 and np.nanmax(raw.data) > np.nanmin(raw.data)
 

@@ -7,6 +7,7 @@ import shutil
 from collections import Counter
 
 import pytest
+from real_components import need
 
 from vo_similarity.ingest.stellarium import (
     DEFAULT_ROOT,
@@ -16,10 +17,11 @@ from vo_similarity.ingest.stellarium import (
     loads_tolerant,
 )
 
-installed = pytest.mark.skipif(
-    not (DEFAULT_ROOT / "textures.json").is_file(),
-    reason="needs Debian's stellarium-data (apt-get install stellarium-data)",
-)
+
+@pytest.fixture
+def installed():
+    if not (DEFAULT_ROOT / "textures.json").is_file():
+        need("Debian's stellarium-data (apt-get install stellarium-data)")
 
 
 def _sep(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
@@ -76,7 +78,7 @@ def test_missing_package_is_a_clear_error(tmp_path):
         builtin_sample(tmp_path)
 
 
-@installed
+@pytest.mark.usefixtures("installed")
 def test_missing_and_duplicate_entries_are_skipped(tmp_path, caplog):
     shutil.copy(DEFAULT_ROOT / "m57dumont.png", tmp_path / "m57dumont.png")
     (tmp_path / "textures.json").write_text(
@@ -99,7 +101,7 @@ def test_missing_and_duplicate_entries_are_skipped(tmp_path, caplog):
 @pytest.fixture(scope="module")
 def sample():
     if not (DEFAULT_ROOT / "textures.json").is_file():
-        pytest.skip("needs Debian's stellarium-data (apt-get install stellarium-data)")
+        need("Debian's stellarium-data (apt-get install stellarium-data)")
     return builtin_sample()
 
 

@@ -7,21 +7,18 @@ up.  Where it does not answer they fail with the reason under CI (env
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 from publish_helpers import MODELS, N_IMAGES, K, Published, run_publish
+from real_components import need
 
 from vo_similarity.publish.dachs import DachsError, DachsSite
 from vo_similarity.publish.sample import make_sample_workdir
 
 
 def _need_server(reason: str):
-    message = f"these tests need the local DaCHS server: {reason}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    need(f"these tests need the local DaCHS server: {reason}")
 
 
 @pytest.fixture(scope="session")

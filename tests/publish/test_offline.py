@@ -11,18 +11,7 @@ from vo_similarity.publish.copy import COPY_HEADER, COPY_TRAILER, encode_copy_ro
 from vo_similarity.publish.dachs import DachsError, DachsSite
 from vo_similarity.publish.publisher import WorkDirIncomplete, check_workdir
 from vo_similarity.publish.queries import adql_string, similar_images_query
-from vo_similarity.publish.sample import exact_neighbours, make_sample_workdir
-
-
-def test_exact_neighbours_match_brute_force():
-    rng = np.random.default_rng(1)
-    v = rng.normal(size=(50, 8)).astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    ids, dist = exact_neighbours(v, 10, block=7)
-    d = np.linalg.norm(v[:, None] - v[None], axis=2)
-    np.fill_diagonal(d, np.inf)
-    np.testing.assert_array_equal(ids, np.argsort(d, axis=1, kind="stable")[:, :10])
-    np.testing.assert_allclose(dist, np.sort(d, axis=1)[:, :10], atol=1e-5)
+from vo_similarity.publish.sample import make_sample_workdir
 
 
 def _decode(buf: bytes, k: int):

@@ -54,6 +54,22 @@ def test_join_through_stilts_equals_index_files(site, published):
     np.testing.assert_allclose([float(r["dist"]) for r in rows], dists, rtol=1e-6)
 
 
+@pytest.mark.parametrize("hostile", [
+    "ivo://x/~?o'brien",
+    "x' OR 1=1 --",
+    "'; DROP TABLE similarity.selections; --",
+])
+def test_hostile_literal_is_a_harmless_string(site, published, hostile):
+    import pyvo
+
+    from vo_similarity.publish.queries import similar_images_query
+
+    service = pyvo.dal.TAPService(site.tap_url)
+    result = service.run_sync(similar_images_query(hostile, model_id(site, "galactic")))
+    assert len(result) == 0  # no image has that DID; nothing was injected
+    assert len(service.run_sync("SELECT TOP 1 * FROM similarity.selections").to_table().colnames)
+
+
 def test_printed_query_runs_as_printed_in_stilts(site, published):
     out = stilts("tapquery", f"tapurl={site.tap_url}", "ofmt=csv", f"adql={published.query}")
     rows = list(csv.DictReader(io.StringIO(out)))

@@ -69,9 +69,7 @@ class ImageSet:
 def _column(table, name: str, n: int) -> np.ndarray:
     if name not in table.colnames:
         return np.full(n, "", dtype=object)
-    col = table[name]
-    values = col.filled("") if hasattr(col, "filled") else col
-    return np.array([str(v) for v in values], dtype=object)
+    return np.array([str(v) for v in table[name]], dtype=object)
 
 
 def load_images(
@@ -89,14 +87,14 @@ def load_images(
         FileNotFoundError: the work directory has no manifest or pixels.
         ValueError: bad split, unknown category or an empty selection.
     """
-    from astropy.table import Table
+    from vo_similarity.ingest.manifest import read_manifest
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     for path in (workdir.manifest, workdir.pixels):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: run `vo-similarity ingest` first")
-    table = Table.read(workdir.manifest, format="ascii.ecsv")
+    table = read_manifest(workdir.manifest)
     pixels = np.load(workdir.pixels, mmap_mode="r")
     ids = np.asarray(table["image_id"], dtype=np.int64)
     if pixels.ndim != 4 or pixels.shape[1] != 1 or len(pixels) != len(table):

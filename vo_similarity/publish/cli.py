@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+    import subprocess
+
+    import psycopg
+
     from ..workdir import WorkDir
     from .dachs import DachsError, DachsSite
     from .publisher import WorkDirIncomplete, publish
@@ -27,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         site = DachsSite.from_config(args.gavo_rc)
         report = publish(WorkDir(args.workdir), site, args.models,
                          progress=not args.quiet, refresh_metadata=not args.no_metadata)
-    except (DachsError, WorkDirIncomplete, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (DachsError, WorkDirIncomplete, FileNotFoundError, ValueError, RuntimeError,
+            psycopg.Error, subprocess.TimeoutExpired) as exc:
         print(f"vo-similarity publish: {exc}", file=sys.stderr)
         return 1
 
@@ -43,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
         query = similar_images_query(report.example_did, report.models[0].model_id)
         print(query)
         one_line = " ".join(query.split())
-        print(f'\nWith STILTS:\n  stilts tapquery tapurl={report.url}/tap ofmt=csv adql="{one_line}"')
+        print("\nWith STILTS:\n  stilts tapquery "
+              + shlex.join([f"tapurl={report.url}/tap", "ofmt=csv", f"adql={one_line}"]))
     return 0

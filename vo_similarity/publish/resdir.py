@@ -77,10 +77,11 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     tmp = atomic_path(dst)
     tmp.unlink(missing_ok=True)
     try:
+        # A hard link shares the user's file and its mode: never chmod it.
         os.link(src, tmp)
     except OSError:
         shutil.copyfile(src, tmp)
-    os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o644)  # DaCHS's server user must read the copy
     os.replace(tmp, dst)
 
 
@@ -98,7 +99,7 @@ def write_images(work: WorkDir, site: DachsSite) -> bool:
         True if anything changed since the last publication (so that the images
         must be imported again), False if the same manifest is published.
     """
-    from astropy.table import Table
+    from ..ingest.manifest import read_manifest
 
     data = site.resdir / "data"
     stamp = data / "images.sha256"
@@ -107,7 +108,7 @@ def write_images(work: WorkDir, site: DachsSite) -> bool:
             and (data / "images.csv").is_file()):
         log.info("manifest unchanged since the last publication")
         return False
-    table = Table.read(work.manifest, format="ascii.ecsv")
+    table = read_manifest(work.manifest)
     missing = [c for c in _IMAGE_COLUMNS if c not in table.colnames]
     if missing:
         raise ValueError(f"{work.manifest} lacks the columns {', '.join(missing)}")

@@ -14,37 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..workdir import MANIFEST_COLUMNS, WorkDir
+from ..workdir import WorkDir
 
-__all__ = ["exact_neighbours", "make_sample_workdir"]
+__all__ = ["make_sample_workdir"]
 
 AUTHORITY = "vo-similarity.example"
-
-
-def exact_neighbours(vectors: np.ndarray, k: int, block: int = 1024
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours (self excluded) of unit vectors by L2 distance.
-
-    Ties are broken by the smaller index, so the order is reproducible.
-
-    Returns:
-        int32 [N, k] indices and float32 [N, k] distances, in rank order.
-    """
-    n = len(vectors)
-    ids = np.empty((n, k), np.int32)
-    dist = np.empty((n, k), np.float32)
-    for start in range(0, n, block):
-        sim = vectors[start:start + block] @ vectors.T
-        rows = np.arange(sim.shape[0])
-        sim[rows, start + rows] = -np.inf
-        part = np.argpartition(-sim, k, axis=1)[:, :k + 1]
-        part_sim = np.take_along_axis(sim, part, axis=1)
-        order = np.lexsort((part, -part_sim), axis=1)[:, :k]
-        top = np.take_along_axis(part, order, axis=1)
-        top_sim = np.take_along_axis(sim, top, axis=1).astype(np.float64)
-        ids[start:start + block] = top
-        dist[start:start + block] = np.sqrt(np.clip(2 - 2 * top_sim, 0, 4))
-    return ids, dist
 
 
 def _write_png(path: Path, rng: np.random.Generator, size: int = 16) -> None:
@@ -73,7 +47,8 @@ def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
     Returns:
         The work directory.
     """
-    from astropy.table import Table
+    from ..ingest.manifest import write_manifest
+    from ..neighbours.search import find_neighbours
 
     if not 0 < k < n:
         raise ValueError(f"need 0 < k < n, got k={k}, n={n}")
@@ -104,17 +79,16 @@ def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
             "category": "galaxy" if i % 2 else "nebula", "credit": "vo-similarity test",
             "source_path": source, "label": ["ring", "disc", "blob"][i % 3],
         })
-    table = Table(rows=rows, names=list(MANIFEST_COLUMNS))
-    table.write(work.manifest, format="ascii.ecsv", overwrite=True)
+    write_manifest(work.manifest, rows, {"authority": authority})
 
     for m, name in enumerate(models):
         model = work.model(name).ensure()
         vectors = rng.normal(size=(n, dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         order = rng.permutation(n).astype(np.int32)  # rows need not be in id order
-        ids, dist = exact_neighbours(vectors[order], k)
+        ids, dist = find_neighbours(vectors, order, k, backend="torch")
         np.save(model.embedding_ids, order)
-        np.save(model.neighbour_ids, order[ids])
+        np.save(model.neighbour_ids, ids)
         np.save(model.neighbour_dist, dist)
         np.save(model.outlier, dist[:, -1].copy())
         model.config.write_text(json.dumps({
