@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from publish_helpers import MODELS, N_IMAGES, K, model_id
+from publish_helpers import MODELS, N_IMAGES, K, model_id, run_publish
 
 from vo_similarity.publish.copy import PAUSE_ENV, load_model_partition
 from vo_similarity.publish.sample import make_sample_workdir
@@ -20,7 +20,7 @@ from vo_similarity.workdir import WorkDir
 
 pytestmark = pytest.mark.dachs
 
-SNAPSHOT = ("SELECT model_id, image_id, outlier, neighbour_ids, dists "
+SNAPSHOT = ("SELECT model_id, image_id, outlier::text, neighbour_ids, dists "  # NaN != NaN
             "FROM similarity.neighbour_sets ORDER BY model_id, image_id")
 
 
@@ -130,3 +130,18 @@ def test_readers_never_fail_during_a_republish(site, published):
             t.join(timeout=60)
     assert errors == []
     assert seen["old"] > 0 and seen["new"] > 0, seen
+
+
+def test_a_second_concurrent_publish_stops_and_changes_nothing(site, published):
+    from vo_similarity.publish.copy import PUBLISH_LOCK
+
+    with site.connect(autocommit=True) as holder, site.connect(autocommit=True) as conn:
+        before = conn.execute(SNAPSHOT).fetchall()
+        assert holder.execute("SELECT pg_try_advisory_lock(%s, 0)", (PUBLISH_LOCK,)).fetchone()[0]
+        try:
+            proc = run_publish(str(published.work.root), check=False)
+        finally:
+            holder.execute("SELECT pg_advisory_unlock(%s, 0)", (PUBLISH_LOCK,))
+        assert proc.returncode == 1
+        assert "another publish is running" in proc.stderr
+        assert conn.execute(SNAPSHOT).fetchall() == before

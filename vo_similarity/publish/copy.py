@@ -38,6 +38,9 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + np.array([0, 0], ">i4").tobytes()
 COPY_TRAILER = np.array([-1], ">i2").tobytes()
 
 _INT4_OID, _FLOAT4_OID = 23, 700
+#: first key of the advisory locks of publication: (PUBLISH_LOCK, 0) is held by
+#: a whole publish, (PUBLISH_LOCK, model_id) by one model's staging
+PUBLISH_LOCK = 0x5E1A
 PARENT = "similarity.neighbour_sets"
 
 #: Environment variable for tests: seconds to sleep after the first COPY block,
@@ -156,7 +159,7 @@ def stage_model(
     with conn.transaction():
         cur = conn.cursor()
         # Only one publish per model at a time (released at commit/rollback).
-        cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (0x5E1A, model_id))
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (PUBLISH_LOCK, model_id))
         if not cur.fetchone()[0]:
             raise RuntimeError(f"another publish of model_id {model_id} is running")
         cur.execute(sql.SQL("DROP TABLE IF EXISTS similarity.{}").format(stage))

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..workdir import ModelDir, WorkDir
 from . import resdir as rd
-from .copy import stage_model, swap_in
+from .copy import PUBLISH_LOCK, stage_model, swap_in
 from .dachs import RD_ID, DachsSite
 
 __all__ = ["SQL_DIR", "ModelReport", "PublishReport", "check_workdir", "publish"]
@@ -154,9 +154,16 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
     site.check_installed()
     site.check_running()
 
-    rd.install_resdir(site)
-    images_changed = rd.write_images(work, site)
     with site.connect(autocommit=True) as conn:
+        # One publish per server at a time, from the choice of model ids to the
+        # swap: a session lock, released when this connection closes (also when
+        # the process is killed).
+        if not conn.execute("SELECT pg_try_advisory_lock(%s, 0)", (PUBLISH_LOCK,)
+                            ).fetchone()[0]:
+            raise RuntimeError("another publish is running on this server; "
+                               "run this one again when it has finished")
+        rd.install_resdir(site)
+        images_changed = rd.write_images(work, site)
         apply_sql(conn)
         images_exist, obscore_exists = conn.execute(
             "SELECT to_regclass('similarity.images') IS NOT NULL,"
