@@ -73,3 +73,16 @@ def test_query_quotes_dids():
     assert adql_string("a'b") == "'a''b'"
     q = similar_images_query("ivo://x/~?it's", 3, top=5)
     assert "TOP 5" in q and "'ivo://x/~?it''s'" in q and q.endswith("ORDER BY rank")
+
+
+@pytest.mark.parametrize("text", [
+    "adql=SELECT TOP 1 * FROM t WHERE did = 'ivo://x/~?a'",
+    'adql=SELECT "quoted" FROM t WHERE a = \'$(touch /tmp/pwned)\'',
+    "adql=`id` \\ ! '",
+])
+def test_printed_stilts_argument_is_one_shell_word(text):
+    import shlex
+
+    from vo_similarity.publish.cli import _shell_word
+
+    assert shlex.split(_shell_word(text)) == [text]

@@ -18,7 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shlex
     import subprocess
 
     import psycopg
@@ -49,6 +48,17 @@ def run(args: argparse.Namespace) -> int:
         query = similar_images_query(report.example_did, report.models[0].model_id)
         print(query)
         one_line = " ".join(query.split())
-        print("\nWith STILTS:\n  stilts tapquery "
-              + shlex.join([f"tapurl={report.url}/tap", "ofmt=csv", f"adql={one_line}"]))
+        print(f"\nWith STILTS:\n  stilts tapquery tapurl={report.url}/tap ofmt=csv "
+              + _shell_word(f"adql={one_line}"))
     return 0
+
+
+def _shell_word(text: str) -> str:
+    """``text`` as one POSIX shell word: in double quotes when that is safe
+    (the readable form for ADQL, which is full of single quotes), else quoted
+    by :func:`shlex.quote`."""
+    import shlex
+
+    if not any(c in text for c in '"$`\\!'):
+        return f'"{text}"'
+    return shlex.quote(text)
