@@ -77,6 +77,20 @@ def test_printed_query_runs_as_printed_in_stilts(site, published):
     assert all(r["access_url"].startswith(site.url) for r in rows)
 
 
+def test_printed_stilts_command_runs_in_a_shell_as_printed(site, published):
+    import shlex
+    import subprocess
+
+    line = next(x.strip() for x in published.stdout.splitlines()
+                if x.strip().startswith("stilts tapquery "))
+    argv = shlex.split(line)  # what a POSIX shell makes of the pasted line
+    assert argv[-1] == f"adql={' '.join(published.query.split())}"
+    out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True,
+                         stdin=subprocess.DEVNULL, timeout=300).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [int(r["rank"]) for r in rows] == list(range(1, 21))
+
+
 def test_images_are_in_obscore_with_served_files(site, published):
     import pyvo
 
