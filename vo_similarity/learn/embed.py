@@ -61,7 +61,7 @@ def embed_workdir(
     data = load_images(workdir, category="" if all_categories else cfg.category)
     vectors = embed_images(model, data.pixels, cfg, batch_size=batch_size, progress=progress)
     for path, array in ((model_dir.embeddings, vectors), (model_dir.embedding_ids, data.image_ids)):
-        tmp = atomic_path(path).with_suffix(".npy")
+        tmp = atomic_path(path)
         np.save(tmp, array)
         os.replace(tmp, path)
     log.info("wrote %s %s", model_dir.embeddings, vectors.shape)

@@ -59,7 +59,7 @@ def neighbour_grid(
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    tmp = atomic_path(path).with_suffix(".png")
+    tmp = atomic_path(path)
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)

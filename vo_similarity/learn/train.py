@@ -112,7 +112,7 @@ def plot_loss(losses: list[float], path: Path, title: str) -> None:
     ax.set(xlabel="epoch", ylabel="NT-Xent loss", title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = atomic_path(path).with_suffix(".png")
+    tmp = atomic_path(path)
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)

@@ -71,8 +71,7 @@ def compute_model_neighbours(model: ModelDir, k: int = 1000, *,
                                              shape=(len(x), kk))
         find_neighbours(x, ids, k, out_ids=out_ids, out_dist=out_dist, progress=progress,
                         **search_options)
-        with open(temps[2], "wb") as f:  # a file object: np.save would append ".npy"
-            np.save(f, outlier_scores(out_dist, outlier_neighbours))
+        np.save(temps[2], outlier_scores(out_dist, outlier_neighbours))
         out_ids.flush()
         out_dist.flush()
         del out_ids, out_dist
