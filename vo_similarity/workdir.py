@@ -34,12 +34,14 @@ Rows of ``embedding_ids.npy`` and of the neighbour files are aligned: row i of
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MANIFEST_COLUMNS", "ModelDir", "WorkDir", "atomic_path"]
+__all__ = ["MANIFEST_COLUMNS", "ModelDir", "WorkDir", "atomic_path", "atomic_write"]
 
 #: Columns of the manifest, in order, with their meaning. Unknown floats are NaN,
 #: unknown strings are empty.
@@ -69,6 +71,29 @@ def atomic_path(path: Path) -> Path:
     format by suffix (``np.save``, ``savefig``) neither append nor guess one.
     """
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """Write a file all at once: yield a temporary sibling, move it onto ``path`` on success.
+
+    The body writes the yielded :func:`atomic_path`; when it finishes, the
+    file replaces ``path`` in one ``os.replace``. When it raises (or the
+    process is interrupted), the temporary file is removed and ``path`` keeps
+    its previous content. Nest several to replace a set of files only when
+    all of them are complete.
+
+    Example::
+
+        with atomic_write(work.ingest_report) as tmp:
+            tmp.write_text(report)
+    """
+    tmp = atomic_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vo_similarity.workdir import atomic_path
+from vo_similarity.workdir import atomic_write
 
 __all__ = ["CONTENT_HASH_BYTES", "Journal", "JournalEntry"]
 
@@ -101,12 +101,10 @@ class Journal:
         if entry.pixels is not None:
             arrays["pixels"] = entry.pixels
             arrays["preview_png"] = np.frombuffer(entry.preview_png, np.uint8)
-        tmp = atomic_path(final)
-        with open(tmp, "wb") as f:
+        with atomic_write(final) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, final)
 
     def get(self, key: str, *, arrays: bool = True) -> JournalEntry:
         """Load the entry ``key``; with ``arrays=False`` only its facts and reason."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vo_similarity.workdir import MANIFEST_COLUMNS, atomic_path
+from vo_similarity.workdir import MANIFEST_COLUMNS, atomic_write
 
 __all__ = ["FLOAT_COLUMNS", "read_manifest", "write_manifest"]
 
@@ -46,9 +46,8 @@ def write_manifest(path: Path, rows: Sequence[Mapping[str, Any]], meta: Mapping[
     for name in FLOAT_COLUMNS:
         table[name].unit = "deg"
     table.meta.update(meta)
-    tmp = atomic_path(path)
-    table.write(tmp, format="ascii.ecsv", overwrite=True)
-    os.replace(tmp, path)
+    with atomic_write(Path(path)) as tmp:
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
 
 
 def read_manifest(path: str | os.PathLike[str]):

@@ -9,7 +9,7 @@ A run has two steps.
    committed.
 2. **Assemble.** The manifest, ``pixels.npy``, the previews, the report and the
    contact sheet are written from the journal, each under a temporary name and
-   then renamed into place (:func:`vo_similarity.workdir.atomic_path`).
+   then renamed into place (:func:`vo_similarity.workdir.atomic_write`).
 
 A work directory accumulates: the inputs of a run are the images already in
 its manifest (in ``image_id`` order, keeping their ids) followed by the new
@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from vo_similarity.ingest.manifest import read_manifest, write_manifest
 from vo_similarity.ingest.preprocess import PreprocessConfig, preprocess
 from vo_similarity.ingest.raw_image import InputRejected
 from vo_similarity.ingest.readers import read_image
-from vo_similarity.workdir import WorkDir, atomic_path
+from vo_similarity.workdir import WorkDir, atomic_write
 
 __all__ = ["DEFAULT_AUTHORITY", "IngestResult", "ingest", "publisher_did"]
 
@@ -192,9 +191,8 @@ def _write_if_changed(path: Path, content: bytes) -> None:
             return
     except FileNotFoundError:
         pass
-    tmp = atomic_path(path)
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(content)
 
 
 def _merge(inp: ImageInput, facts: dict) -> dict:
@@ -233,29 +231,28 @@ def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry
             rejected.append((str(inp.path), entry.reason))
     n, size = len(entries), config.size
 
-    tmp_pixels = atomic_path(work.pixels)
-    if n:
-        pixels = np.lib.format.open_memmap(tmp_pixels, mode="w+", dtype=np.float16,
-                                           shape=(n, 1, size, size))
-    else:
-        with open(tmp_pixels, "wb") as f:  # np.save(path) would append ".npy"
-            np.save(f, np.zeros((0, 1, size, size), np.float16))
-    work.previews.mkdir(exist_ok=True)
-    rows, thumbs, captions = [], [], []
-    for image_id, (inp, key) in enumerate(entries):
-        entry = journal.get(key)
-        pixels[image_id, 0] = entry.pixels
-        _write_if_changed(work.preview(image_id), entry.preview_png)
-        row = _merge(inp, entry.facts)
-        rows.append({"image_id": image_id,
-                     "obs_publisher_did": publisher_did(authority, inp.obs_id), **row})
-        if image_id < MAX_THUMBNAILS:
-            thumbs.append(np.asarray(Image.open(io.BytesIO(entry.preview_png))))
-            captions.append(f"{image_id} {row['target_name'] or Path(inp.path).stem}")
-    if n:
-        pixels.flush()
-        del pixels
-    os.replace(tmp_pixels, work.pixels)
+    with atomic_write(work.pixels) as tmp_pixels:
+        if n:
+            pixels = np.lib.format.open_memmap(tmp_pixels, mode="w+", dtype=np.float16,
+                                               shape=(n, 1, size, size))
+        else:
+            with open(tmp_pixels, "wb") as f:  # np.save(path) would append ".npy"
+                np.save(f, np.zeros((0, 1, size, size), np.float16))
+        work.previews.mkdir(exist_ok=True)
+        rows, thumbs, captions = [], [], []
+        for image_id, (inp, key) in enumerate(entries):
+            entry = journal.get(key)
+            pixels[image_id, 0] = entry.pixels
+            _write_if_changed(work.preview(image_id), entry.preview_png)
+            row = _merge(inp, entry.facts)
+            rows.append({"image_id": image_id,
+                         "obs_publisher_did": publisher_did(authority, inp.obs_id), **row})
+            if image_id < MAX_THUMBNAILS:
+                thumbs.append(np.asarray(Image.open(io.BytesIO(entry.preview_png))))
+                captions.append(f"{image_id} {row['target_name'] or Path(inp.path).stem}")
+        if n:
+            pixels.flush()
+            del pixels
     _remove_stale_previews(work, n)
 
     preprocess_meta = {k: list(v) if isinstance(v, tuple) else v
@@ -264,13 +261,10 @@ def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry
                                          "preprocess": preprocess_meta,
                                          "pipeline_version": PIPELINE_VERSION})
 
-    tmp = atomic_path(work.ingest_report)
-    tmp.write_text("".join(f"{path}\t{reason}\n" for path, reason in rejected))
-    os.replace(tmp, work.ingest_report)
-
-    tmp = atomic_path(work.contact_sheet)
-    draw_contact_sheet(thumbs, captions, tmp, total=n)
-    os.replace(tmp, work.contact_sheet)
+    with atomic_write(work.ingest_report) as tmp:
+        tmp.write_text("".join(f"{path}\t{reason}\n" for path, reason in rejected))
+    with atomic_write(work.contact_sheet) as tmp:
+        draw_contact_sheet(thumbs, captions, tmp, total=n)
     log.info("ingested %d images into %s, %d rejected", n, work.root, len(rejected))
     return IngestResult(work, n, rejected)
 

@@ -9,7 +9,6 @@ optional degenerate ``STOKES`` axis.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from vo_similarity.workdir import atomic_path
+from vo_similarity.workdir import atomic_write
 
 __all__ = ["SkyPlacement", "Spectral", "make_header", "write_cube"]
 
@@ -170,9 +169,8 @@ def write_cube(path: Path, planes: Iterable[np.ndarray], header: fits.Header) ->
     naxis = int(header["NAXIS"])
     shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
     expected = int(np.prod([int(header[f"NAXIS{i}"]) for i in range(3, naxis + 1)], dtype=int))
-    tmp = atomic_path(Path(path))
     written = 0
-    try:
+    with atomic_write(Path(path)) as tmp:
         hdu = fits.StreamingHDU(tmp, header)
         try:
             for plane in planes:
@@ -189,8 +187,4 @@ def write_cube(path: Path, planes: Iterable[np.ndarray], header: fits.Header) ->
             hdu.close()
         if written != expected:
             raise ValueError(f"got {written} planes, the header announces {expected}")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return Path(path)

@@ -1,15 +1,15 @@
 """Read a model's embeddings and write its neighbour files (DESIGN §1).
 
 The outputs are ``numpy.lib.format.open_memmap`` files written under a
-temporary name beside the final one (:func:`vo_similarity.workdir.atomic_path`)
+temporary name beside the final one (:func:`vo_similarity.workdir.atomic_write`)
 and moved into place only when complete, so an interrupted run never leaves a
 half-written neighbour table; rerunning simply recomputes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from vo_similarity.neighbours.outlier import DEFAULT_OUTLIER_NEIGHBOURS, outlier_scores
 from vo_similarity.neighbours.search import find_neighbours, neighbour_count
-from vo_similarity.workdir import ModelDir, atomic_path
+from vo_similarity.workdir import ModelDir, atomic_write
 
 __all__ = ["NeighbourSummary", "compute_model_neighbours", "load_embeddings"]
 
@@ -63,8 +63,8 @@ def compute_model_neighbours(model: ModelDir, k: int = 1000, *,
     x, ids = load_embeddings(model)
     kk = neighbour_count(k, len(x))
     targets = (model.neighbour_ids, model.neighbour_dist, model.outlier)
-    temps = [atomic_path(p) for p in targets]
-    try:
+    with contextlib.ExitStack() as files:  # all three replaced only when all are complete
+        temps = [files.enter_context(atomic_write(p)) for p in targets]
         out_ids = np.lib.format.open_memmap(temps[0], mode="w+", dtype=np.int32,
                                             shape=(len(x), kk))
         out_dist = np.lib.format.open_memmap(temps[1], mode="w+", dtype=np.float32,
@@ -75,10 +75,5 @@ def compute_model_neighbours(model: ModelDir, k: int = 1000, *,
         out_ids.flush()
         out_dist.flush()
         del out_ids, out_dist
-        for temp, target in zip(temps, targets):
-            os.replace(temp, target)
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
     LOG.info("wrote %s", ", ".join(p.name for p in targets))
     return NeighbourSummary(n_images=len(x), k=kk, files=targets)

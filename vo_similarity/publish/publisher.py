@@ -162,7 +162,7 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
                             ).fetchone()[0]:
             raise RuntimeError("another publish is running on this server; "
                                "run this one again when it has finished")
-        rd.install_resdir(site)
+        rd_changed = rd.install_resdir(site)
         images_changed = rd.write_images(work, site)
         apply_sql(conn)
         images_exist, obscore_exists = conn.execute(
@@ -226,6 +226,7 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
         # Column statistics of the tables; not of the views, whose statistics
         # would unnest every neighbour (10^9 rows at N = 10^6).
         site.run("limits", f"{RD_ID}#images", f"{RD_ID}#models")
-    if rd.install_tap_examples(site):
+    # New TAP examples, or an RD link the running server has not seen: reload.
+    if rd.install_tap_examples(site) or rd_changed:
         site.run("serv", "reload")
     return report

@@ -24,7 +24,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..workdir import ModelDir, WorkDir, atomic_path
+from ..workdir import ModelDir, WorkDir, atomic_write
 from .dachs import SCHEMA, DachsSite
 
 __all__ = [
@@ -46,8 +46,14 @@ _IMAGE_COLUMNS = ["image_id", "obs_publisher_did", "obs_id", "target_name", "s_r
                   "s_fov", "category", "credit", "source_path", "label"]
 
 
-def install_resdir(site: DachsSite, source: Path = REPO_RESDIR) -> Path:
-    """Create ``inputs/similarity`` with a link to our RD; return its path."""
+def install_resdir(site: DachsSite, source: Path = REPO_RESDIR) -> bool:
+    """Create ``inputs/similarity`` with a link to our RD.
+
+    Returns:
+        True when the link was created or now points elsewhere (e.g. another
+        checkout): a running server may have cached the old RD, or its failure
+        to find one, and needs ``dachs serv reload``.
+    """
     target = site.resdir
     if target.is_symlink():  # an older layout: a link to the whole resdir
         target.unlink()
@@ -57,12 +63,12 @@ def install_resdir(site: DachsSite, source: Path = REPO_RESDIR) -> Path:
     if not rd.is_file():
         raise FileNotFoundError(f"the RD {rd} is missing")
     if not (link.is_symlink() and Path(os.readlink(link)) == rd):
-        tmp = atomic_path(link)
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(rd)
-        os.replace(tmp, link)
+        with atomic_write(link) as tmp:
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(rd)
         log.info("linked %s -> %s", link, rd)
-    return target
+        return True
+    return False
 
 
 def _text(value) -> str:
@@ -74,15 +80,14 @@ def _text(value) -> str:
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    tmp = atomic_path(dst)
-    tmp.unlink(missing_ok=True)
-    try:
-        # A hard link shares the user's file and its mode: never chmod it.
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)  # DaCHS's server user must read the copy
-    os.replace(tmp, dst)
+    with atomic_write(dst) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            # A hard link shares the user's file and its mode: never chmod it.
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)  # DaCHS's server user must read the copy
 
 
 def _file_digest(path: Path) -> str:
@@ -117,8 +122,7 @@ def write_images(work: WorkDir, site: DachsSite) -> bool:
     for sub in ("images", "previews"):
         (data / sub).mkdir(parents=True, exist_ok=True)
     csv_path = data / "images.csv"
-    tmp = atomic_path(csv_path)
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(_IMAGE_COLUMNS + ["accref", "accsize", "mime", "preview"])
         for row in table:
@@ -138,7 +142,6 @@ def write_images(work: WorkDir, site: DachsSite) -> bool:
             writer.writerow([_text(row[c]) for c in _IMAGE_COLUMNS] + [
                 f"{SCHEMA}/data/images/{name}", product.stat().st_size, mime,
                 f"{SCHEMA}/data/previews/{image_id}.png"])
-    os.replace(tmp, csv_path)
     stamp.unlink(missing_ok=True)
     return True
 
@@ -175,9 +178,8 @@ def write_model(site: DachsSite, model: ModelDir, model_id: int, n_images: int, 
         "metrics": None if metrics is None else json.dumps(metrics, sort_keys=True),
     }
     path = site.resdir / "data" / "models" / f"{model.name}.json"
-    tmp = atomic_path(path)
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return path
 
 
@@ -216,9 +218,8 @@ def install_tap_examples(site: DachsSite) -> bool:
     if n != 1:
         log.warning("no tapexamples stream in %s; leaving the TAP examples out", found[-1])
         return False
-    tmp = atomic_path(target)
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    with atomic_write(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o644)
     log.info("installed %s with our TAP examples", target)
     return True
