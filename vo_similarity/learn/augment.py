@@ -16,7 +16,15 @@ import torch.nn.functional as F
 
 from vo_similarity.learn.config import AugmentConfig
 
-__all__ = ["augment_batch", "blur", "random_affine_matrices", "rotation_matrices", "stretch", "warp"]
+__all__ = [
+    "augment_batch",
+    "blur",
+    "compose_affine",
+    "random_affine_matrices",
+    "rotation_matrices",
+    "stretch",
+    "warp",
+]
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator, device) -> torch.Tensor:
@@ -67,6 +75,18 @@ def rotation_matrices(n_rotations: int, *, flips: bool = True, device="cpu") -> 
     return torch.cat(mats)
 
 
+def compose_affine(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """The affine map ``x -> outer(inner(x))`` of two batches of ``[B, 2, 3]`` matrices.
+
+    With ``affine_grid`` semantics (output -> input coordinates), sampling
+    through ``compose_affine(frame, transform)`` equals resampling the image
+    into ``frame`` first and applying ``transform`` to the result, in one step.
+    """
+    lin = outer[:, :, :2] @ inner[:, :, :2]
+    shift = (outer[:, :, :2] @ inner[:, :, 2:]).squeeze(-1) + outer[:, :, 2]
+    return torch.cat([lin, shift.unsqueeze(-1)], dim=2)
+
+
 def warp(images: torch.Tensor, matrices: torch.Tensor, size: int | None = None) -> torch.Tensor:
     """Resample ``images`` [B, C, H, W] through per-sample ``matrices`` [B, 2, 3] to ``size``."""
     b, c, h, _ = images.shape
@@ -108,7 +128,8 @@ def blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def augment_batch(
-    images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, size: int | None = None
+    images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, size: int | None = None,
+    base: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One random view of each image of ``images`` [B, 1, H, W] (values in [0, 1]).
 
@@ -117,6 +138,9 @@ def augment_batch(
         cfg: the ranges; every parameter is drawn independently per sample.
         gen: a generator on the batch's device (seed it for repeatable views).
         size: output side in pixels (default: the input's).
+        base: optional ``[B, 2, 3]`` affine matrices applied before the random one
+            (e.g. :func:`vo_similarity.learn.canonical.canonical_matrices`); the two
+            are composed, so the pixels are resampled once.
 
     Returns:
         The views, ``[B, 1, size, size]``, clamped to [0, 1].
@@ -127,6 +151,8 @@ def augment_batch(
         b, gen, rotation_deg=cfg.rotation_deg, flip_prob=cfg.flip_prob, shear_deg=cfg.shear_deg,
         scale_min=cfg.scale_min, scale_max=cfg.scale_max, offset=cfg.offset, device=dev,
     )
+    if base is not None:
+        mats = compose_affine(base.to(mats.dtype), mats)
     out = warp(images, mats, size)
     if cfg.stretch > 0:
         out = stretch(out, _uniform(b, -cfg.stretch, cfg.stretch, gen, dev))

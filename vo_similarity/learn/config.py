@@ -15,7 +15,7 @@ from typing import Any
 
 from vo_similarity.workdir import atomic_path
 
-__all__ = ["AugmentConfig", "TrainConfig"]
+__all__ = ["AugmentConfig", "CanonicalConfig", "TrainConfig"]
 
 STEMS = ("unstrided", "halved", "stock")
 BACKBONES = ("resnet18", "resnet50")
@@ -50,6 +50,33 @@ class AugmentConfig:
 
 
 @dataclass
+class CanonicalConfig:
+    """The canonical frame: centring and isotropic zoom of each image (see
+    :mod:`vo_similarity.learn.canonical`), applied before the augmentations and
+    before embedding.
+
+    Attributes:
+        enabled: map every image to its canonical frame (False: the stored frame).
+        fill: radius, as a fraction of the half-width, that the flux radius is zoomed to.
+        flux_fraction: fraction of the significant flux enclosed by the flux radius.
+        nsigma: emission counts above the background plus this many noise sigmas.
+        smooth_sigma: Gaussian smoothing before the threshold, in pixels of a 64-px image.
+        zoom_min: smallest canonical zoom (< 1 shrinks large sources).
+        zoom_max: largest canonical zoom (limits the up-sampling of tiny sources).
+        max_shift: largest centring shift, as a fraction of the half-width.
+    """
+
+    enabled: bool = False
+    fill: float = 0.5
+    flux_fraction: float = 0.9
+    nsigma: float = 3.0
+    smooth_sigma: float = 1.0
+    zoom_min: float = 0.5
+    zoom_max: float = 4.0
+    max_shift: float = 0.5
+
+
+@dataclass
 class TrainConfig:
     """All the hyperparameters of one model, plus its name and category.
 
@@ -70,6 +97,8 @@ class TrainConfig:
         seed: seeds weights, batch order and augmentations.
         precision: ``auto`` (bf16 autocast where the hardware has it), ``bf16`` or ``fp32``.
         augment: augmentation ranges.
+        canonical: the canonical frame; a config file without this key loads with it
+            off (the behaviour of the models written before it existed).
     """
 
     name: str = "default"
@@ -90,10 +119,13 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    canonical: CanonicalConfig = field(default_factory=CanonicalConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
             self.augment = AugmentConfig(**self.augment)
+        if isinstance(self.canonical, dict):
+            self.canonical = CanonicalConfig(**self.canonical)
         self.validate()
 
     def validate(self) -> None:
@@ -112,6 +144,12 @@ class TrainConfig:
             (self.pool_rotations >= 0, "pool_rotations must be >= 0"),
             (0 < self.augment.scale_min <= self.augment.scale_max, "need 0 < scale_min <= scale_max"),
             (0 <= self.augment.flip_prob <= 1, "flip_prob must be in [0, 1]"),
+            (0 < self.canonical.fill <= 1, "canonical fill must be in (0, 1]"),
+            (0 < self.canonical.flux_fraction <= 1, "canonical flux_fraction must be in (0, 1]"),
+            (0 < self.canonical.zoom_min <= self.canonical.zoom_max,
+             "need 0 < canonical zoom_min <= zoom_max"),
+            (self.canonical.smooth_sigma >= 0, "canonical smooth_sigma must be >= 0"),
+            (0 <= self.canonical.max_shift <= 1, "canonical max_shift must be in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -128,11 +166,14 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}; known: {sorted(known)}")
         data = dict(data)
-        if "augment" in data:
-            aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
-            bad = set(data["augment"]) - aug_known
-            if bad:
-                raise ValueError(f"unknown augment keys: {sorted(bad)}; known: {sorted(aug_known)}")
+        for key, kind in (("augment", AugmentConfig), ("canonical", CanonicalConfig)):
+            if key in data:
+                sub_known = {f.name for f in dataclasses.fields(kind)}
+                bad = set(data[key]) - sub_known
+                if bad:
+                    raise ValueError(f"unknown {key} keys: {sorted(bad)}; known: {sorted(sub_known)}")
+        # files written before the canonical frame existed keep their behaviour
+        data.setdefault("canonical", {"enabled": False})
         return cls(**data)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -146,10 +187,11 @@ class TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed; ``augment`` may be given as a partial dict."""
+        """A copy with some fields changed; ``augment`` and ``canonical`` may be partial dicts."""
         data = self.to_dict()
-        aug = changes.pop("augment", None)
+        subs = {key: changes.pop(key, None) for key in ("augment", "canonical")}
         data.update(changes)
-        if aug:
-            data["augment"] = {**data["augment"], **aug}
+        for key, sub in subs.items():
+            if sub:
+                data[key] = {**data[key], **sub}
         return TrainConfig.from_dict(data)

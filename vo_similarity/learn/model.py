@@ -16,8 +16,9 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
-from vo_similarity.learn.augment import rotation_matrices, warp
+from vo_similarity.learn.augment import compose_affine, rotation_matrices, warp
 from vo_similarity.learn.backbone import build_backbone, feature_dim
+from vo_similarity.learn.canonical import canonical_matrices
 from vo_similarity.learn.config import TrainConfig
 
 __all__ = ["SimCLR", "build_loss", "build_model", "embed_tensor", "load_model"]
@@ -79,17 +80,27 @@ def embed_tensor(
     flip) before normalising: group averaging makes the embedding invariant to
     those transforms and close to invariant to any rotation between them
     (cf. Cohen & Welling 2016, arXiv:1602.07576, on group pooling).
+
+    With ``cfg.canonical.enabled`` each image is first mapped to its canonical
+    frame (:mod:`vo_similarity.learn.canonical`), composed with the group's
+    transforms so that every view is one resampling of the stored pixels.
     """
     n = cfg.pool_rotations if pool_rotations is None else pool_rotations
     device = next(model.parameters()).device
     images = images.to(device, torch.float32)
     dtype = autocast_dtype(cfg.precision, device)
+    base = canonical_matrices(images, cfg.canonical) if cfg.canonical.enabled else None
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         if n > 1:
             mats = rotation_matrices(n, device=device)
             b, g = images.shape[0], mats.shape[0]
-            views = warp(images.repeat_interleave(g, 0), mats.repeat(b, 1, 1), cfg.image_size)
+            mats = mats.repeat(b, 1, 1)
+            if base is not None:
+                mats = compose_affine(base.repeat_interleave(g, 0), mats)
+            views = warp(images.repeat_interleave(g, 0), mats, cfg.image_size)
             feats = model.backbone(views).float().view(b, g, -1).mean(1)
+        elif base is not None:
+            feats = model.backbone(warp(images, base, cfg.image_size)).float()
         else:
             if images.shape[-1] != cfg.image_size:
                 images = F.interpolate(images, size=cfg.image_size, mode="bilinear",

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from vo_similarity.learn.augment import augment_batch
+from vo_similarity.learn.canonical import canonical_matrices
 from vo_similarity.learn.config import TrainConfig
 from vo_similarity.learn.data import load_images
 from vo_similarity.learn.model import autocast_dtype, build_loss, build_model
@@ -132,12 +133,27 @@ def _load_checkpoint(path: Path, cfg: TrainConfig) -> dict | None:
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("config") != cfg.to_dict():
+    saved = state.get("config")
+    if saved is None or TrainConfig.from_dict(saved).to_dict() != cfg.to_dict():
         raise ValueError(
             f"{path} was written with another configuration; "
             "train with --restart to discard it, or pass the same config to resume"
         )
     return state
+
+
+def _canonical_frames(pixels, cfg: TrainConfig, chunk: int = 512) -> torch.Tensor:
+    """The canonical-frame matrices ``[N, 2, 3]`` of all training images, computed once.
+
+    They depend only on the stored pixels, so every epoch reuses them.
+    """
+    frames = [canonical_matrices(pixels[start:start + chunk], cfg.canonical)
+              for start in range(0, len(pixels), chunk)]
+    frames = torch.cat(frames)
+    zoom = 1 / frames[:, 0, 0]
+    log.info("canonical frames: zoom median %.2f (10%%-90%% %.2f-%.2f)", float(zoom.median()),
+             float(zoom.quantile(0.1)), float(zoom.quantile(0.9)))
+    return frames
 
 
 def train(
@@ -216,6 +232,7 @@ def train(
 
         model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
+    frames = _canonical_frames(data.pixels, cfg) if cfg.canonical.enabled else None
     amp = autocast_dtype(cfg.precision, dev)
     log.info("training %s: %d images, %d steps/epoch of %d x %d, device %s, autocast %s",
              cfg.name, n, steps, batch, world, dev, amp)
@@ -230,8 +247,9 @@ def train(
         for step in range(steps):
             idx = order[step * batch:(step + 1) * batch]
             x = data.pixels[idx].to(dev, non_blocking=True)
-            v1 = augment_batch(x, cfg.augment, gen, cfg.image_size)
-            v2 = augment_batch(x, cfg.augment, gen, cfg.image_size)
+            base = frames[idx].to(dev) if frames is not None else None
+            v1 = augment_batch(x, cfg.augment, gen, cfg.image_size, base)
+            v2 = augment_batch(x, cfg.augment, gen, cfg.image_size, base)
             with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
                 z = model(torch.cat([v1, v2]))
             z1, z2 = z.float().chunk(2)

@@ -1,0 +1,119 @@
+"""Canonical scale: a deterministic centring and isotropic zoom of each image.
+
+The same source appears at very different angular sizes and positions in a
+survey. Rather than asking the network to learn invariance to a large zoom
+range from augmentations alone, each image is first mapped to a canonical
+frame: the flux-weighted centroid of its significant emission is moved to the
+centre and the radius enclosing a fixed fraction of that flux is zoomed to a
+fixed fraction of the half-width. This is the translation and scale part of
+moment-based image normalisation (Pei & Lin 1995, "Image normalization for
+pattern recognition", Image and Vision Computing 13(10); Abu-Mostafa & Psaltis
+1985, IEEE PAMI 7(1)); the second-moment tensor is deliberately *not* whitened,
+because the elongation of a source (an edge-on disc against a round blob) is
+what distinguishes classes.
+
+The result is one ``[B, 2, 3]`` affine matrix per image in the normalised
+coordinates of ``affine_grid`` (output -> input). It is composed with any
+further transform (:func:`vo_similarity.learn.augment.compose_affine`) so that every view is a single
+``grid_sample`` from the stored pixels, at training and at embedding time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from vo_similarity.learn.augment import blur
+from vo_similarity.learn.config import CanonicalConfig
+
+__all__ = ["canonical_matrices"]
+
+log = logging.getLogger(__name__)
+
+#: 1.4826 x MAD estimates the standard deviation of Gaussian noise
+_MAD_TO_SIGMA = 1.4826
+
+
+def _background(smoothed: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image robust background level and noise: median and 1.4826 MAD of the valid pixels.
+
+    An image with no valid pixel gets background 0 and noise 0.
+    """
+    flat = smoothed.flatten(1)
+    masked = torch.where(valid.flatten(1), flat, torch.full_like(flat, float("nan")))
+    med = torch.nanmedian(masked, dim=1).values
+    mad = torch.nanmedian((masked - med[:, None]).abs(), dim=1).values
+    med = torch.nan_to_num(med, nan=0.0)
+    mad = torch.nan_to_num(mad, nan=0.0)
+    return med, _MAD_TO_SIGMA * mad
+
+
+@torch.no_grad()
+def canonical_matrices(images: torch.Tensor, cfg: CanonicalConfig) -> torch.Tensor:
+    """The affine matrices ``[B, 2, 3]`` that centre and scale each image of ``images``.
+
+    Steps, per image (values in [0, 1], any side length):
+
+    1. smooth with a Gaussian of ``cfg.smooth_sigma`` x (side / 64) pixels;
+    2. background ``b`` and noise ``s`` from the median and MAD of the smoothed pixels
+       away from exact zeros (padding outside a primary beam or the sky coverage);
+    3. weights ``w = max(0, smoothed - b - nsigma * s)`` (significant emission only);
+    4. centroid ``c`` = the ``w``-weighted mean position;
+    5. radius ``r`` = the distance from ``c`` enclosing ``cfg.flux_fraction`` of ``sum(w)``;
+    6. zoom ``z = cfg.fill / r``, clamped to ``[cfg.zoom_min, cfg.zoom_max]``; the
+       centre offset is clamped to ``cfg.max_shift`` of the half-width.
+
+    An image without significant emission (blank, constant, all zero) gets
+    the identity. Sampling through the result maps ``c`` to the centre and
+    the circle of radius ``r`` to radius ``z * r`` (``cfg.fill`` unless clamped).
+
+    Args:
+        images: ``[B, 1, H, W]`` (any float dtype; computed in float32).
+        cfg: the canonical-frame parameters.
+
+    Returns:
+        float32 ``[B, 2, 3]`` on the images' device, in ``affine_grid``'s
+        normalised coordinates (output -> input, ``align_corners=False``).
+    """
+    x = images.float()
+    b, _, h, w = x.shape
+    dev = x.device
+    coverage = (x != 0).float()
+    if cfg.smooth_sigma > 0:  # a matched filter for beam-sized emission
+        sigma = torch.full((b,), cfg.smooth_sigma * h / 64, device=dev)
+        smoothed, coverage = blur(x, sigma), blur(coverage, sigma)
+    else:
+        smoothed = x
+    # exact zeros are padding (outside a primary beam or the sky coverage), not sky:
+    # the statistics use the pixels whose smoothing kernel saw no padding
+    valid = coverage > 0.999
+    bg, noise = _background(smoothed, valid)
+    weights = (smoothed.flatten(1) - (bg + cfg.nsigma * noise)[:, None]).clamp_min(0)
+    total = weights.sum(1)
+    # pixel centres in normalised coordinates (align_corners=False)
+    ys = (2 * torch.arange(h, device=dev, dtype=torch.float32) + 1) / h - 1
+    xs = (2 * torch.arange(w, device=dev, dtype=torch.float32) + 1) / w - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    gx, gy = gx.reshape(1, -1), gy.reshape(1, -1)
+    ok = total > 1e-6 * h * w
+    safe = torch.where(ok, total, torch.ones_like(total))
+    cx = (weights * gx).sum(1) / safe
+    cy = (weights * gy).sum(1) / safe
+    radius2 = (gx - cx[:, None]) ** 2 + (gy - cy[:, None]) ** 2
+    r2_sorted, order = torch.sort(radius2, dim=1)
+    cum = torch.cumsum(torch.gather(weights, 1, order), dim=1)
+    idx = (cum < cfg.flux_fraction * safe[:, None]).sum(1).clamp(max=h * w - 1)
+    # at least half a pixel: a single bright pixel has a size, not zero
+    radius = torch.gather(r2_sorted, 1, idx[:, None]).squeeze(1).sqrt().clamp_min(1.0 / max(h, w))
+    zoom = (cfg.fill / radius).clamp(cfg.zoom_min, cfg.zoom_max)
+    one, zero = torch.ones_like(zoom), torch.zeros_like(zoom)
+    zoom = torch.where(ok, zoom, one)
+    cx = torch.where(ok, cx, zero).clamp(-cfg.max_shift, cfg.max_shift)
+    cy = torch.where(ok, cy, zero).clamp(-cfg.max_shift, cfg.max_shift)
+    inv = 1 / zoom
+    mats = torch.stack([inv, zero, cx, zero, inv, cy], 1).view(b, 2, 3)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("canonical zoom: median %.2f, range %.2f-%.2f, %d blank",
+                  float(zoom.median()), float(zoom.min()), float(zoom.max()), int((~ok).sum()))
+    return mats
