@@ -10,7 +10,8 @@ Layout::
       manifest.ecsv            one row per image (astropy ECSV, typed columns; read it
                                with vo_similarity.ingest.manifest.read_manifest, which
                                turns ECSV's masked empty strings back into "")
-      pixels.npy               float16 [N, 1, S, S], values in [0, 1], masked pixels 0
+      pixels.npy               float16 [N, 1, S, S], values in [0, 1], masked pixels 0;
+                               its SHA-256 is the manifest's meta ``pixels_sha256``
       previews/<image_id>.png  one PNG preview per image
       contact_sheet.png        the ingested images at a glance
       ingest_report.txt        one line per rejected input: "<path>\\t<reason>"
@@ -21,6 +22,7 @@ Layout::
         loss.png, train.log    loss curve and run log
         embeddings.npy         float32 [N, D] unit vectors
         embedding_ids.npy      int32 [N] image_id of each embedding row
+        embedding_source.json  {"pixels_sha256": ...} of the pixel store that was embedded
         neighbours_ids.npy     int32 [N, k] image_id of neighbours, rank order, self excluded
         neighbours_dist.npy    float32 [N, k] L2 distance of unit vectors
         outlier.npy            float32 [N] per-image outlier score
@@ -30,18 +32,25 @@ Layout::
 
 Rows of ``embedding_ids.npy`` and of the neighbour files are aligned: row i of
 ``neighbours_ids.npy`` holds the neighbours of image ``embedding_ids[i]``.
+Publishing refuses a model whose ``embedding_source.json`` names other pixels
+than the manifest's ``pixels_sha256`` (the images changed after it was embedded).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MANIFEST_COLUMNS", "ModelDir", "WorkDir", "atomic_path", "atomic_write"]
+__all__ = ["MANIFEST_COLUMNS", "PIXELS_DIGEST", "ModelDir", "WorkDir", "atomic_path",
+           "atomic_write", "file_sha256"]
+
+#: Manifest meta key holding the SHA-256 of ``pixels.npy``.
+PIXELS_DIGEST = "pixels_sha256"
 
 #: Columns of the manifest, in order, with their meaning. Unknown floats are NaN,
 #: unknown strings are empty.
@@ -71,6 +80,15 @@ def atomic_path(path: Path) -> Path:
     format by suffix (``np.save``, ``savefig``) neither append nor guess one.
     """
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(2**20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -113,6 +131,7 @@ class ModelDir:
     log = property(lambda self: self.root / "train.log")
     embeddings = property(lambda self: self.root / "embeddings.npy")
     embedding_ids = property(lambda self: self.root / "embedding_ids.npy")
+    embedding_source = property(lambda self: self.root / "embedding_source.json")
     neighbour_ids = property(lambda self: self.root / "neighbours_ids.npy")
     neighbour_dist = property(lambda self: self.root / "neighbours_dist.npy")
     outlier = property(lambda self: self.root / "outlier.npy")

@@ -21,7 +21,7 @@ from vo_similarity.ingest.folder import scan_folder
 from vo_similarity.ingest.inputs import ImageInput
 from vo_similarity.ingest.pipeline import ingest
 from vo_similarity.ingest.preprocess import PreprocessConfig
-from vo_similarity.workdir import MANIFEST_COLUMNS, WorkDir
+from vo_similarity.workdir import MANIFEST_COLUMNS, PIXELS_DIGEST, WorkDir, file_sha256
 
 
 def make_bad_inputs(folder: Path) -> dict[str, str]:
@@ -97,6 +97,7 @@ def test_work_directory_contract(tmp_path, fv_samples):
     assert list(table["image_id"]) == list(range(5))
     pixels = np.load(work.pixels)
     assert pixels.shape == (5, 1, 32, 32) and pixels.dtype == np.float16
+    assert table.meta[PIXELS_DIGEST] == file_sha256(work.pixels)
     assert 0 <= pixels.min() and pixels.max() <= 1
     for i in range(5):
         assert work.preview(i).is_file()

@@ -7,6 +7,7 @@ from vo_similarity.learn.embed import embed_workdir, load_trained
 from vo_similarity.learn.evaluate import evaluate_model
 from vo_similarity.learn.model import build_model, embed_tensor
 from vo_similarity.learn.train import train
+from vo_similarity.workdir import PIXELS_DIGEST, file_sha256
 
 
 def test_embeddings_are_unit_vectors_with_ids(tiny_workdir, tiny_config):
@@ -18,6 +19,8 @@ def test_embeddings_are_unit_vectors_with_ids(tiny_workdir, tiny_config):
     md = tiny_workdir.model("tiny")
     assert np.array_equal(np.load(md.embeddings), vectors)
     assert np.array_equal(np.load(md.embedding_ids), ids)
+    source = json.loads(md.embedding_source.read_text())
+    assert source == {PIXELS_DIGEST: file_sha256(tiny_workdir.pixels)}
     # a batch size that splits the images differently gives the same vectors
     again, _ = embed_workdir(tiny_workdir, "tiny", batch_size=5, progress=False)
     assert np.allclose(again, vectors, atol=1e-5)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import struct
 
 import numpy as np
 import pytest
 
+from vo_similarity.ingest.manifest import read_manifest
 from vo_similarity.publish.copy import COPY_HEADER, COPY_TRAILER, encode_copy_rows
 from vo_similarity.publish.dachs import DachsError, DachsSite
 from vo_similarity.publish.publisher import WorkDirIncomplete, check_workdir
 from vo_similarity.publish.queries import adql_string, similar_images_query
 from vo_similarity.publish.sample import make_sample_workdir
+from vo_similarity.workdir import PIXELS_DIGEST
 
 
 def _decode(buf: bytes, k: int):
@@ -61,6 +64,19 @@ def test_check_workdir_names_what_is_missing(tmp_path):
         check_workdir(work)
     with pytest.raises(WorkDirIncomplete, match="no manifest"):
         check_workdir(type(work)(tmp_path / "empty"))
+
+
+def test_check_workdir_refuses_embeddings_of_other_pixels(tmp_path):
+    work = make_sample_workdir(tmp_path / "w", n=12, k=4)
+    table = read_manifest(work.manifest)
+    table.meta[PIXELS_DIGEST] = "a" * 64            # what ingest recorded
+    table.write(work.manifest, format="ascii.ecsv", overwrite=True)
+    source = work.model("sample").embedding_source
+    source.write_text(json.dumps({PIXELS_DIGEST: "a" * 64}))
+    assert [m.name for m in check_workdir(work)] == ["sample"]
+    source.write_text(json.dumps({PIXELS_DIGEST: "b" * 64}))  # embedded before a re-ingest
+    with pytest.raises(WorkDirIncomplete, match="sample: its embeddings come from other pixels"):
+        check_workdir(work)
 
 
 def test_server_not_running_is_a_clear_error(tmp_path):

@@ -37,7 +37,7 @@ from vo_similarity.ingest.manifest import read_manifest, write_manifest
 from vo_similarity.ingest.preprocess import PreprocessConfig, preprocess
 from vo_similarity.ingest.raw_image import InputRejected
 from vo_similarity.ingest.readers import read_image
-from vo_similarity.workdir import WorkDir, atomic_write
+from vo_similarity.workdir import PIXELS_DIGEST, WorkDir, atomic_write, file_sha256
 
 __all__ = ["DEFAULT_AUTHORITY", "IngestResult", "ingest", "publisher_did"]
 
@@ -253,11 +253,13 @@ def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry
         if n:
             pixels.flush()
             del pixels
+        pixels_digest = file_sha256(tmp_pixels)
     _remove_stale_previews(work, n)
 
     preprocess_meta = {k: list(v) if isinstance(v, tuple) else v
                        for k, v in asdict(config).items()}
     write_manifest(work.manifest, rows, {"authority": authority, "image_size": size,
+                                         PIXELS_DIGEST: pixels_digest,
                                          "preprocess": preprocess_meta,
                                          "pipeline_version": PIPELINE_VERSION})
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vo_similarity.workdir import atomic_path
+from vo_similarity.workdir import atomic_write
 
 __all__ = ["AugmentConfig", "CanonicalConfig", "TrainConfig"]
 
@@ -178,9 +178,8 @@ class TrainConfig:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         path = Path(path)
-        tmp = atomic_path(path)
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrainConfig:

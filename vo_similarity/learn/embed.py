@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import os
 
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ import torch
 from vo_similarity.learn.config import TrainConfig
 from vo_similarity.learn.data import PixelStore, load_images
 from vo_similarity.learn.model import SimCLR, embed_tensor, load_model
-from vo_similarity.workdir import ModelDir, WorkDir, atomic_path
+from vo_similarity.workdir import PIXELS_DIGEST, ModelDir, WorkDir, atomic_write, file_sha256
 
 __all__ = ["embed_images", "embed_workdir", "load_trained"]
 
@@ -54,15 +55,21 @@ def embed_workdir(
 
     Returns:
         ``(embeddings [N, D] float32, image_ids [N] int32)``, also saved as
-        ``ModelDir.embeddings`` and ``ModelDir.embedding_ids``.
+        ``ModelDir.embeddings`` and ``ModelDir.embedding_ids``, with the
+        SHA-256 of the pixel store they come from in ``ModelDir.embedding_source``
+        (publishing checks it against the manifest). The three files are
+        replaced together, only when all are written.
     """
     model_dir = workdir.model(model_name)
     cfg, model = load_trained(model_dir, device)
+    source = {PIXELS_DIGEST: file_sha256(workdir.pixels)}
     data = load_images(workdir, category="" if all_categories else cfg.category)
     vectors = embed_images(model, data.pixels, cfg, batch_size=batch_size, progress=progress)
-    for path, array in ((model_dir.embeddings, vectors), (model_dir.embedding_ids, data.image_ids)):
-        tmp = atomic_path(path)
-        np.save(tmp, array)
-        os.replace(tmp, path)
+    with contextlib.ExitStack() as files:
+        targets = (model_dir.embeddings, model_dir.embedding_ids, model_dir.embedding_source)
+        temps = [files.enter_context(atomic_write(p)) for p in targets]
+        np.save(temps[0], vectors)
+        np.save(temps[1], data.image_ids)
+        temps[2].write_text(json.dumps(source, indent=1) + "\n")
     log.info("wrote %s %s", model_dir.embeddings, vectors.shape)
     return vectors, data.image_ids

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ from vo_similarity.learn.data import ImageSet, load_images
 from vo_similarity.learn.embed import embed_images, load_trained
 from vo_similarity.learn.metrics import invariance, mean_average_precision, precision_at_k
 from vo_similarity.learn.model import build_model
-from vo_similarity.workdir import WorkDir, atomic_path
+from vo_similarity.workdir import WorkDir, atomic_write
 
 __all__ = [
     "InvarianceTransform",
@@ -138,9 +137,8 @@ def evaluate_model(
         "model": model_name, "category": cfg.category, "split": split, "n_images": len(data),
         "invariance_transform": asdict(transform), "config": cfg.to_dict(), "metrics": results,
     }
-    tmp = atomic_path(model_dir.evaluation)
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, model_dir.evaluation)
+    with atomic_write(model_dir.evaluation) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
     if grid:
         from vo_similarity.learn.grid import neighbour_grid
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from vo_similarity.learn.data import ImageSet
 from vo_similarity.learn.metrics import similarity_ranking
-from vo_similarity.workdir import atomic_path
+from vo_similarity.workdir import atomic_write
 
 __all__ = ["neighbour_grid"]
 
@@ -59,8 +58,7 @@ def neighbour_grid(
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    tmp = atomic_path(path)
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp)
+        plt.close(fig)
     return path

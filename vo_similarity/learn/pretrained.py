@@ -14,14 +14,13 @@ from the fp32 ones by ~1e-3) beside its ``config.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
 from vo_similarity.learn.config import TrainConfig
-from vo_similarity.workdir import ModelDir, WorkDir, atomic_path
+from vo_similarity.workdir import ModelDir, WorkDir, atomic_write
 
 __all__ = [
     "SHIPPED_CONFIG",
@@ -46,9 +45,8 @@ def export_shipped(model_dir: ModelDir, dest: Path = DATA) -> tuple[Path, Path]:
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     dest.mkdir(parents=True, exist_ok=True)
     weights, config = dest / SHIPPED_WEIGHTS.name, dest / SHIPPED_CONFIG.name
-    tmp = atomic_path(weights)
-    torch.save(half, tmp)
-    os.replace(tmp, weights)
+    with atomic_write(weights) as tmp:
+        torch.save(half, tmp)
     TrainConfig.load(model_dir.config).save(config)
     return weights, config
 
@@ -63,9 +61,8 @@ def install_shipped(workdir: WorkDir, name: str = "builtin", source: Path = DATA
         raise FileNotFoundError(f"no shipped checkpoint in {source}: train a model instead")
     model_dir = workdir.model(name).ensure()
     TrainConfig.load(source / SHIPPED_CONFIG.name).replace(name=name).save(model_dir.config)
-    tmp = atomic_path(model_dir.weights)
-    shutil.copyfile(source / SHIPPED_WEIGHTS.name, tmp)
-    os.replace(tmp, model_dir.weights)
+    with atomic_write(model_dir.weights) as tmp:
+        shutil.copyfile(source / SHIPPED_WEIGHTS.name, tmp)
     return model_dir
 
 

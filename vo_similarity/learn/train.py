@@ -32,7 +32,7 @@ from vo_similarity.learn.canonical import canonical_matrices
 from vo_similarity.learn.config import TrainConfig
 from vo_similarity.learn.data import load_images
 from vo_similarity.learn.model import autocast_dtype, build_loss, build_model
-from vo_similarity.workdir import ModelDir, WorkDir, atomic_path
+from vo_similarity.workdir import ModelDir, WorkDir, atomic_write
 
 __all__ = ["TrainResult", "epoch_permutation", "plot_loss", "resolve_device", "train"]
 
@@ -113,16 +113,14 @@ def plot_loss(losses: list[float], path: Path, title: str) -> None:
     ax.set(xlabel="epoch", ylabel="NT-Xent loss", title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = atomic_path(path)
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp)
+        plt.close(fig)
 
 
 def _save(obj: dict, path: Path) -> None:
-    tmp = atomic_path(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from typing import Any
 
@@ -23,7 +22,7 @@ from vo_similarity.learn.data import load_images
 from vo_similarity.learn.embed import embed_images
 from vo_similarity.learn.evaluate import InvarianceTransform, score_embeddings, transformed_copies
 from vo_similarity.learn.train import train
-from vo_similarity.workdir import WorkDir, atomic_path
+from vo_similarity.workdir import WorkDir, atomic_write
 
 __all__ = ["suggest_config", "tune"]
 
@@ -154,9 +153,8 @@ def write_best(workdir: WorkDir, study, name: str) -> TrainConfig | None:
     cfg.save(workdir.tune_best_config)
     info = {"trial": best.number, "precision@10": best.value, "feasible": bool(feasible),
             "invariance": best.user_attrs.get("invariance"), "study": study.study_name}
-    tmp = atomic_path(workdir.tune_best_trial)
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(tmp, workdir.tune_best_trial)
+    with atomic_write(workdir.tune_best_trial) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
     return cfg
 
 

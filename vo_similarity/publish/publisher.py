@@ -16,6 +16,7 @@ Order of work, each step safe to repeat:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..workdir import ModelDir, WorkDir
+from ..workdir import PIXELS_DIGEST, ModelDir, WorkDir
 from . import resdir as rd
 from .copy import PUBLISH_LOCK, stage_model, swap_in
 from .dachs import RD_ID, DachsSite
@@ -72,15 +73,33 @@ def check_workdir(work: WorkDir, names: list[str] | None = None) -> list[ModelDi
     models = [work.model(n) for n in names] if names else work.models()
     if not models:
         problems.append(f"no model below {work.root / 'models'}")
+    pixels = _manifest_pixels_digest(work)
     for model in models:
         for path in (model.config, model.embedding_ids, model.neighbour_ids,
                      model.neighbour_dist):
             if not path.is_file():
                 problems.append(f"model {model.name}: {path.name} is missing ({path})")
+        if pixels and model.embedding_source.is_file():
+            embedded = json.loads(model.embedding_source.read_text()).get(PIXELS_DIGEST)
+            if embedded != pixels:
+                problems.append(
+                    f"model {model.name}: its embeddings come from other pixels than the "
+                    f"current ingest (pixels.npy changed since `vo-similarity embed`); rerun "
+                    f"`vo-similarity embed {work.root} --model {model.name}` and "
+                    f"`vo-similarity neighbours {work.root} --model {model.name}`")
     if problems:
         raise WorkDirIncomplete(f"work directory {work.root} is incomplete:\n  "
                                 + "\n  ".join(problems))
     return models
+
+
+def _manifest_pixels_digest(work: WorkDir) -> str:
+    """The manifest's record of the pixel store ("" for manifests written before it)."""
+    if not work.manifest.is_file():
+        return ""
+    from ..ingest.manifest import read_manifest
+
+    return str(read_manifest(work.manifest).meta.get(PIXELS_DIGEST, ""))
 
 
 def _load_arrays(model: ModelDir):

@@ -14,7 +14,6 @@ source tree:
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -24,7 +23,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..workdir import ModelDir, WorkDir, atomic_write
+from ..workdir import ModelDir, WorkDir, atomic_write, file_sha256
 from .dachs import SCHEMA, DachsSite
 
 __all__ = [
@@ -90,10 +89,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
             os.chmod(tmp, 0o644)  # DaCHS's server user must read the copy
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_images(work: WorkDir, site: DachsSite) -> bool:
     """Write the manifest, image files and previews below ``data/``.
 
@@ -108,7 +103,7 @@ def write_images(work: WorkDir, site: DachsSite) -> bool:
 
     data = site.resdir / "data"
     stamp = data / "images.sha256"
-    digest = _file_digest(work.manifest)
+    digest = file_sha256(work.manifest)
     if (stamp.is_file() and stamp.read_text().strip() == digest
             and (data / "images.csv").is_file()):
         log.info("manifest unchanged since the last publication")
@@ -149,7 +144,7 @@ def write_images(work: WorkDir, site: DachsSite) -> bool:
 def mark_images_imported(work: WorkDir, site: DachsSite) -> None:
     """Remember that this manifest is in the database (after `dachs imp` succeeded)."""
     stamp = site.resdir / "data" / "images.sha256"
-    stamp.write_text(_file_digest(work.manifest) + "\n")
+    stamp.write_text(file_sha256(work.manifest) + "\n")
 
 
 def published_models(site: DachsSite) -> dict[str, int]:
