@@ -32,15 +32,12 @@ all of the steps above.
 from __future__ import annotations
 
 import functools
-import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 __all__ = ["decode_keys", "order_keys", "topk_rows"]
-
-LOG = logging.getLogger(__name__)
 
 #: Rows per task: a few MiB of similarities stay in the core's cache.
 CHUNK_ROWS = 32
