@@ -59,10 +59,10 @@ def test_cpu_selection_equals_torch_selection(n, k):
 def test_cpu_keys_round_trip_and_order():
     values = np.array([-np.inf, -2.5, -0.0, 0.0, 1e-30, 0.5, 0.5, 3.0], dtype=np.float32)
     columns = np.array([0, 1, 2, 3, 4, 9, 5, 6])
-    keys = cpu_select.order_keys(values, columns)
+    keys = cpu_select.rank_keys(values, columns)
     # ascending keys: 3.0; 0.5 at column 5 before 0.5 at 9; 1e-30; +-0 by column; -2.5; -inf
     assert np.argsort(keys).tolist() == [7, 6, 5, 4, 2, 3, 1, 0]
-    back, cols = cpu_select.decode_keys(keys)
+    back, cols = cpu_select.decode_rank_keys(keys)
     assert np.array_equal(back, values) and np.array_equal(cols, columns)  # -0 comes back as +0
 
 

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-__all__ = ["decode_keys", "order_keys", "topk_rows"]
+__all__ = ["decode_rank_keys", "rank_keys", "topk_rows"]
 
 #: Rows per task: a few MiB of similarities stay in the core's cache.
 CHUNK_ROWS = 32
@@ -49,7 +49,7 @@ _SHIFT = np.uint64(32)
 _NONE = np.iinfo(np.uint64).max  # padding: after every real key
 
 
-def order_keys(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+def rank_keys(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """uint64 keys whose ascending order is (value descending, column ascending).
 
     The float32 bit pattern is mapped to an int32 of the same order (negative
@@ -61,8 +61,8 @@ def order_keys(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return ((0x7FFFFFFF - ordered).astype(np.uint64) << _SHIFT) | columns.astype(np.uint64)
 
 
-def decode_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The float32 values and int64 columns packed by :func:`order_keys`."""
+def decode_rank_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 values and int64 columns packed by :func:`rank_keys`."""
     ordered = 0x7FFFFFFF - (keys >> _SHIFT).astype(np.int64)
     bits = (ordered ^ ((ordered >> 31) & 0x7FFFFFFF)).astype(np.int32)
     return bits.view(np.float32), (keys & _LOW).astype(np.int64)
@@ -84,14 +84,14 @@ def _candidate_keys(rows: np.ndarray, k: int) -> np.ndarray:
     c, n = rows.shape
     threshold = _lower_bound(rows, k)
     if threshold is None:
-        return order_keys(rows, np.broadcast_to(np.arange(n), rows.shape))
+        return rank_keys(rows, np.broadcast_to(np.arange(n), rows.shape))
     flat = np.flatnonzero(rows >= threshold[:, None])
     row_of, column = np.divmod(flat, n)
     counts = np.bincount(row_of, minlength=c)
     starts = np.zeros(c, dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
     keys = np.full((c, int(counts.max())), _NONE, dtype=np.uint64)
-    keys[row_of, np.arange(len(flat)) - starts[row_of]] = order_keys(rows.reshape(-1)[flat], column)
+    keys[row_of, np.arange(len(flat)) - starts[row_of]] = rank_keys(rows.reshape(-1)[flat], column)
     return keys
 
 
@@ -101,7 +101,7 @@ def _select_chunk(rows: np.ndarray, k: int, column_offset: int,
     if keys.shape[1] > k:
         keys = np.partition(keys, k - 1, axis=1)[:, :k]
     keys.sort(axis=1)
-    values, columns = decode_keys(keys)
+    values, columns = decode_rank_keys(keys)
     out_values[:] = values
     out_columns[:] = columns + column_offset
 
