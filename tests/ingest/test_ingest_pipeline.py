@@ -98,6 +98,9 @@ def test_work_directory_contract(tmp_path, fv_samples):
     pixels = np.load(work.pixels)
     assert pixels.shape == (5, 1, 32, 32) and pixels.dtype == np.float16
     assert table.meta[PIXELS_DIGEST] == file_sha256(work.pixels)
+    assert manifest.read_manifest_meta(work.manifest) == dict(table.meta)
+    with pytest.raises(ValueError, match="not an ECSV file"):
+        manifest.read_manifest_meta(work.contact_sheet)
     assert 0 <= pixels.min() and pixels.max() <= 1
     for i in range(5):
         assert work.preview(i).is_file()

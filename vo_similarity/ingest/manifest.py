@@ -16,7 +16,7 @@ import numpy as np
 
 from vo_similarity.workdir import MANIFEST_COLUMNS, atomic_write
 
-__all__ = ["FLOAT_COLUMNS", "read_manifest", "write_manifest"]
+__all__ = ["FLOAT_COLUMNS", "read_manifest", "read_manifest_meta", "write_manifest"]
 
 #: Columns holding angles in degrees; all other columns but ``image_id`` are strings.
 FLOAT_COLUMNS = ("s_ra", "s_dec", "s_fov")
@@ -64,3 +64,23 @@ def read_manifest(path: str | os.PathLike[str]):
             table[name] = table[name].astype(str)
     table.sort("image_id")
     return table
+
+
+def read_manifest_meta(path: str | os.PathLike[str]) -> dict:
+    """The manifest's table metadata, read from its ECSV header only.
+
+    Reading a whole manifest of 10⁶ rows takes seconds; checks that only need
+    the metadata (e.g. ``pixels_sha256``) read the YAML header lines instead.
+    """
+    from astropy.io.misc import yaml
+
+    lines = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            lines.append(line[2:] if line.startswith("# ") else line[1:])
+    if not lines or not lines[0].startswith("%ECSV"):
+        raise ValueError(f"{path} is not an ECSV file")
+    header = yaml.load("".join(lines[1:])) or {}
+    return dict(header.get("meta") or {})

@@ -97,9 +97,9 @@ def _manifest_pixels_digest(work: WorkDir) -> str:
     """The manifest's record of the pixel store ("" for manifests written before it)."""
     if not work.manifest.is_file():
         return ""
-    from ..ingest.manifest import read_manifest
+    from ..ingest.manifest import read_manifest_meta
 
-    return str(read_manifest(work.manifest).meta.get(PIXELS_DIGEST, ""))
+    return str(read_manifest_meta(work.manifest).get(PIXELS_DIGEST, ""))
 
 
 def _load_arrays(model: ModelDir):
