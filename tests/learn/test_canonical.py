@@ -11,6 +11,9 @@ from vo_similarity.learn.model import build_model, embed_tensor
 from vo_similarity.learn.train import train
 
 ON = CanonicalConfig(enabled=True, zoom_min=0.25, zoom_max=8.0)
+#: the flux²-weighted RMS radius of the significant flux
+RMS = CanonicalConfig(enabled=True, radius="rms", fill=0.35, zoom_min=0.25,
+                      zoom_max=8.0)
 
 
 def source(size: int, cx: float, cy: float, scale: float, noise: float = 0.0, seed: int = 0,
@@ -27,11 +30,12 @@ def source(size: int, cx: float, cy: float, scale: float, noise: float = 0.0, se
     return torch.from_numpy(np.clip(img, 0, 1).astype(np.float32))[None, None]
 
 
-def test_zoomed_and_shifted_copies_share_one_canonical_view():
+@pytest.mark.parametrize("cfg", [ON, RMS], ids=["flux", "rms"])
+def test_zoomed_and_shifted_copies_share_one_canonical_view(cfg):
     shapes = [(0.0, 0.0, 0.25), (0.2, -0.1, 0.5), (-0.1, 0.2, 0.125)]  # x2 larger / x2 smaller
     noisy = torch.cat([source(128, *s, noise=0.02, seed=i) for i, s in enumerate(shapes)])
     clean = torch.cat([source(128, *s, sky=False) for s in shapes])
-    mats = canonical_matrices(noisy, ON)
+    mats = canonical_matrices(noisy, cfg)
     zooms = 1 / mats[:, 0, 0]
     # the smoothing kernel widens small sources a little (sizes add in quadrature)
     assert float(zooms[0] / zooms[1]) == pytest.approx(2.0, rel=0.1)
@@ -50,17 +54,19 @@ def test_zoomed_and_shifted_copies_share_one_canonical_view():
     assert distance(views[2], views[0]) < 0.3 and distance(raw[2], raw[0]) > 1.0
 
 
-def test_rotation_leaves_the_zoom_unchanged():
+@pytest.mark.parametrize("cfg", [ON, RMS], ids=["flux", "rms"])
+def test_rotation_leaves_the_zoom_unchanged(cfg):
     img = source(64, 0.1, 0.0, 0.35)
     turned = torch.rot90(img, 1, dims=(2, 3))
-    mats = canonical_matrices(torch.cat([img, turned]), ON)
+    mats = canonical_matrices(torch.cat([img, turned]), cfg)
     assert float(mats[0, 0, 0]) == pytest.approx(float(mats[1, 0, 0]), rel=1e-4)
 
 
+@pytest.mark.parametrize("cfg", [ON, RMS], ids=["flux", "rms"])
 @pytest.mark.parametrize("value", [0.0, 0.5, 1.0])
-def test_blank_and_constant_images_get_the_identity(value):
+def test_blank_and_constant_images_get_the_identity(value, cfg):
     images = torch.full((3, 1, 32, 32), value)
-    mats = canonical_matrices(images, ON)
+    mats = canonical_matrices(images, cfg)
     assert torch.isfinite(mats).all()
     assert torch.allclose(mats, torch.eye(2, 3).repeat(3, 1, 1))
     views = warp(images, mats, 16)

@@ -49,6 +49,16 @@ def _background(smoothed: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tens
     return med, _MAD_TO_SIGMA * mad
 
 
+def _enclosed_flux_radius(weights: torch.Tensor, radius2: torch.Tensor, total: torch.Tensor,
+                          fraction: float, smallest: float) -> torch.Tensor:
+    """Per image, the distance from the centroid enclosing ``fraction`` of the weights."""
+    n = weights.shape[1]
+    r2_sorted, order = torch.sort(radius2, dim=1)
+    cum = torch.cumsum(torch.gather(weights, 1, order), dim=1)
+    idx = (cum < fraction * total[:, None]).sum(1).clamp(max=n - 1)
+    return torch.gather(r2_sorted, 1, idx[:, None]).squeeze(1).sqrt().clamp_min(smallest)
+
+
 @torch.no_grad()
 def canonical_matrices(images: torch.Tensor, cfg: CanonicalConfig) -> torch.Tensor:
     """The affine matrices ``[B, 2, 3]`` that centre and scale each image of ``images``.
@@ -60,7 +70,11 @@ def canonical_matrices(images: torch.Tensor, cfg: CanonicalConfig) -> torch.Tens
        away from exact zeros (padding outside a primary beam or the sky coverage);
     3. weights ``w = max(0, smoothed - b - nsigma * s)`` (significant emission only);
     4. centroid ``c`` = the ``w``-weighted mean position;
-    5. radius ``r`` = the distance from ``c`` enclosing ``cfg.flux_fraction`` of ``sum(w)``;
+    5. radius ``r``: with ``cfg.radius == "flux"`` the distance from ``c`` enclosing
+       ``cfg.flux_fraction`` of ``sum(w)``; with ``"rms"`` the ``w²``-weighted RMS
+       distance from ``c``, a smooth function of the pixels (a faint component
+       cannot make it jump, as it can the enclosed-flux radius) that weights the
+       bright structure most;
     6. zoom ``z = cfg.fill / r``, clamped to ``[cfg.zoom_min, cfg.zoom_max]``; the
        centre offset is clamped to ``cfg.max_shift`` of the half-width.
 
@@ -101,11 +115,13 @@ def canonical_matrices(images: torch.Tensor, cfg: CanonicalConfig) -> torch.Tens
     cx = (weights * gx).sum(1) / safe
     cy = (weights * gy).sum(1) / safe
     radius2 = (gx - cx[:, None]) ** 2 + (gy - cy[:, None]) ** 2
-    r2_sorted, order = torch.sort(radius2, dim=1)
-    cum = torch.cumsum(torch.gather(weights, 1, order), dim=1)
-    idx = (cum < cfg.flux_fraction * safe[:, None]).sum(1).clamp(max=h * w - 1)
-    # at least half a pixel: a single bright pixel has a size, not zero
-    radius = torch.gather(r2_sorted, 1, idx[:, None]).squeeze(1).sqrt().clamp_min(1.0 / max(h, w))
+    smallest = 1.0 / max(h, w)  # half a pixel: a single bright pixel has a size, not zero
+    if cfg.radius == "rms":  # a smooth function of the pixels: no component jumps in or out
+        w2 = weights**2
+        rms2 = (w2 * radius2).sum(1) / w2.sum(1).clamp_min(1e-30)
+        radius = torch.where(ok, rms2, torch.ones_like(rms2)).sqrt().clamp_min(smallest)
+    else:
+        radius = _enclosed_flux_radius(weights, radius2, safe, cfg.flux_fraction, smallest)
     zoom = (cfg.fill / radius).clamp(cfg.zoom_min, cfg.zoom_max)
     one, zero = torch.ones_like(zoom), torch.zeros_like(zoom)
     zoom = torch.where(ok, zoom, one)

@@ -58,6 +58,9 @@ class CanonicalConfig:
     Attributes:
         enabled: map every image to its canonical frame (False: the stored frame).
         fill: radius, as a fraction of the half-width, that the flux radius is zoomed to.
+        radius: ``"flux"``, the radius enclosing ``flux_fraction`` of the significant
+            flux, or ``"rms"``, the flux²-weighted RMS radius (smooth in the pixels;
+            about half the 90 %-flux radius, so use a smaller ``fill``).
         flux_fraction: fraction of the significant flux enclosed by the flux radius.
         nsigma: emission counts above the background plus this many noise sigmas.
         smooth_sigma: Gaussian smoothing before the threshold, in pixels of a 64-px image.
@@ -68,6 +71,7 @@ class CanonicalConfig:
 
     enabled: bool = False
     fill: float = 0.5
+    radius: str = "flux"
     flux_fraction: float = 0.9
     nsigma: float = 3.0
     smooth_sigma: float = 1.0
@@ -146,6 +150,7 @@ class TrainConfig:
             (0 <= self.augment.flip_prob <= 1, "flip_prob must be in [0, 1]"),
             (0 < self.canonical.fill <= 1, "canonical fill must be in (0, 1]"),
             (0 < self.canonical.flux_fraction <= 1, "canonical flux_fraction must be in (0, 1]"),
+            (self.canonical.radius in ("flux", "rms"), "canonical radius must be 'flux' or 'rms'"),
             (0 < self.canonical.zoom_min <= self.canonical.zoom_max,
              "need 0 < canonical zoom_min <= zoom_max"),
             (self.canonical.smooth_sigma >= 0, "canonical smooth_sigma must be >= 0"),
