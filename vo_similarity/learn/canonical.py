@@ -119,7 +119,7 @@ def canonical_matrices(images: torch.Tensor, cfg: CanonicalConfig) -> torch.Tens
     if cfg.radius == "rms":  # a smooth function of the pixels: no component jumps in or out
         w2 = weights**2
         rms2 = (w2 * radius2).sum(1) / w2.sum(1).clamp_min(1e-30)
-        radius = torch.where(ok, rms2, torch.ones_like(rms2)).sqrt().clamp_min(smallest)
+        radius = rms2.sqrt().clamp_min(smallest)  # blank images: identity below
     else:
         radius = _enclosed_flux_radius(weights, radius2, safe, cfg.flux_fraction, smallest)
     zoom = (cfg.fill / radius).clamp(cfg.zoom_min, cfg.zoom_max)
