@@ -17,6 +17,7 @@ import time
 import torch
 
 from vo_similarity.learn.augment import augment_batch
+from vo_similarity.learn.canonical import canonical_matrices
 from vo_similarity.learn.config import TrainConfig
 from vo_similarity.learn.model import autocast_dtype, build_loss, build_model
 
@@ -24,7 +25,8 @@ from vo_similarity.learn.model import autocast_dtype, build_loss, build_model
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="TrainConfig JSON (default: the package default)")
-    parser.add_argument("--source-size", type=int, default=64, help="stored image side")
+    parser.add_argument("--source-size", type=int, default=128,
+                        help="stored image side (ingest's default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -39,10 +41,12 @@ def main() -> None:
     amp = autocast_dtype(cfg.precision, dev)
     gen = torch.Generator(dev).manual_seed(0)
     images = torch.rand(cfg.batch_size, 1, args.source_size, args.source_size, device=dev)
+    # as in training: the canonical frames are computed once per run, composed into every view
+    base = canonical_matrices(images, cfg.canonical) if cfg.canonical.enabled else None
 
     def views() -> tuple[torch.Tensor, torch.Tensor]:
-        return (augment_batch(images, cfg.augment, gen, cfg.image_size),
-                augment_batch(images, cfg.augment, gen, cfg.image_size))
+        return (augment_batch(images, cfg.augment, gen, cfg.image_size, base),
+                augment_batch(images, cfg.augment, gen, cfg.image_size, base))
 
     def step(v1: torch.Tensor, v2: torch.Tensor) -> None:
         with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
@@ -70,8 +74,9 @@ def main() -> None:
         aug_only.append(timed(views))
     t_with, t_without, t_aug = (statistics.median(x) for x in (with_aug, without_aug, aug_only))
     b = cfg.batch_size
-    print(f"config: {cfg.backbone} {cfg.stem} stem, width {cfg.width}, {cfg.image_size} px, "
-          f"batch {b}, autocast {amp}, device {dev}, threads {args.threads}")
+    print(f"config: {cfg.backbone} {cfg.stem} stem, width {cfg.width}, {cfg.image_size} px from "
+          f"{args.source_size} px, canonical frame {cfg.canonical.enabled}, batch {b}, "
+          f"autocast {amp}, device {dev}, threads {args.threads}")
     print(f"step with augmentation:    {b / t_with:8.1f} images/s  ({t_with * 1e3:.0f} ms)")
     print(f"step without augmentation: {b / t_without:8.1f} images/s  ({t_without * 1e3:.0f} ms)")
     print(f"augmentation alone (2 views): {t_aug * 1e3:.0f} ms")

@@ -54,7 +54,7 @@ def test_synthetic_sky(tmp_path):
     table = read_manifest(work.manifest)
     assert len(table) == 12 and set(table["category"]) == {"synthetic"}
     assert all(table["label"]) and np.isfinite(table["s_ra"]).all()
-    assert np.load(work.pixels).shape == (12, 1, 64, 64)
+    assert np.load(work.pixels).shape == (12, 1, 128, 128)
 
 
 def test_usage_errors(tmp_path, capsys):

@@ -10,10 +10,12 @@ from vo_similarity.learn.config import AugmentConfig, CanonicalConfig, TrainConf
 from vo_similarity.learn.model import build_model, embed_tensor
 from vo_similarity.learn.train import train
 
-ON = CanonicalConfig(enabled=True, zoom_min=0.25, zoom_max=8.0)
+#: the 90 %-flux radius above 3 sigma, every size to one, free centring
+ON = CanonicalConfig(enabled=True, radius="flux", fill=0.5, nsigma=3.0, zoom_power=1.0,
+                     zoom_min=0.25, zoom_max=8.0, max_shift=0.5)
 #: the flux²-weighted RMS radius of the significant flux
-RMS = CanonicalConfig(enabled=True, radius="rms", fill=0.35, zoom_min=0.25,
-                      zoom_max=8.0)
+RMS = CanonicalConfig(enabled=True, radius="rms", fill=0.35, nsigma=3.0, zoom_power=1.0,
+                      zoom_min=0.25, zoom_max=8.0, max_shift=0.5)
 
 
 def source(size: int, cx: float, cy: float, scale: float, noise: float = 0.0, seed: int = 0,
@@ -52,6 +54,18 @@ def test_zoomed_and_shifted_copies_share_one_canonical_view(cfg):
     raw = warp(clean, torch.eye(2, 3).repeat(3, 1, 1), 64)
     assert distance(views[1], views[0]) < 0.15 and distance(raw[1], raw[0]) > 1.0
     assert distance(views[2], views[0]) < 0.3 and distance(raw[2], raw[0]) > 1.0
+
+
+@pytest.mark.parametrize("cfg", [ON, RMS], ids=["flux", "rms"])
+def test_zoom_power_normalises_part_of_the_size(cfg):
+    """With zoom_power 0.5 a source twice as large gets a zoom sqrt(2) smaller, not 2."""
+    pair = torch.cat([source(128, 0.0, 0.0, 0.25, noise=0.02), source(128, 0.0, 0.0, 0.5, noise=0.02)])
+    full = 1 / canonical_matrices(pair, cfg)[:, 0, 0]
+    half = 1 / canonical_matrices(pair, CanonicalConfig(**{**vars(cfg), "zoom_power": 0.5}))[:, 0, 0]
+    assert float(half[0] / half[1]) == pytest.approx(float(full[0] / full[1]) ** 0.5, rel=1e-4)
+    assert float(half[0] / half[1]) == pytest.approx(2 ** 0.5, rel=0.1)
+    with pytest.raises(ValueError, match="zoom_power"):
+        TrainConfig(canonical={"enabled": True, "zoom_power": 0.0})
 
 
 @pytest.mark.parametrize("cfg", [ON, RMS], ids=["flux", "rms"])
@@ -105,7 +119,7 @@ def test_augment_with_canonical_base_and_identity_ranges_is_the_canonical_view()
 
 def test_embedding_with_canonical_frame_ignores_zoom_and_shift():
     cfg = TrainConfig(width=4, image_size=32, pool_rotations=4, precision="fp32",
-                      canonical={"enabled": True, "zoom_min": 0.25, "zoom_max": 8.0})
+                      canonical=vars(ON))
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     images = torch.cat([source(64, 0.0, 0.0, 0.3), source(64, 0.2, -0.1, 0.6)])
@@ -122,6 +136,10 @@ def test_old_config_files_load_without_the_canonical_frame(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
     assert TrainConfig.load(path).canonical.enabled is False
+    # written before the keys radius and zoom_power: their original behaviour
+    older = {k: v for k, v in vars(ON).items() if k not in ("radius", "zoom_power")}
+    path.write_text(json.dumps({**data, "canonical": older}))
+    assert TrainConfig.load(path).canonical == ON
     cfg = TrainConfig(canonical={"enabled": True, "fill": 0.6})
     cfg.save(path)
     assert TrainConfig.load(path).canonical == CanonicalConfig(enabled=True, fill=0.6)
@@ -149,5 +167,7 @@ def test_canonical_flag_of_the_train_command():
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
+    assert build_config(parser.parse_args(["W", "--model", "m"])).canonical.enabled
     assert build_config(parser.parse_args(["W", "--model", "m", "--canonical"])).canonical.enabled
-    assert not build_config(parser.parse_args(["W", "--model", "m"])).canonical.enabled
+    assert not build_config(parser.parse_args(["W", "--model", "m", "--no-canonical"])
+                            ).canonical.enabled

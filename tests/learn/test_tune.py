@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from vo_similarity.learn.config import TrainConfig
-from vo_similarity.learn.tune import tune
+from vo_similarity.learn.tune import suggest_config, tune
 
 
 @pytest.mark.slow
@@ -23,6 +23,20 @@ def test_two_trials_then_resume_from_sqlite(tiny_workdir, tiny_config):
     best = TrainConfig.load(tiny_workdir.tune_best_config)
     assert best.name == "tiny" and best.epochs == 2
     assert best.learning_rate in {t.params["learning_rate"] for t in completed}
+    # the canonical frame is on by default, so its settings are searched too
+    assert best.canonical.zoom_power in {t.params["canonical_zoom_power"] for t in completed}
+
+
+def test_search_space_leaves_a_disabled_canonical_frame_alone():
+    params = {"learning_rate": 1e-3, "temperature": 0.2, "weight_decay": 1e-4,
+              "projection_dim": 64, "shear_deg": 5.0, "scale_min": 0.9, "scale_max": 1.1,
+              "offset": 0.05, "stretch": 0.5, "noise_std": 0.01, "blur_sigma": 0.5}
+    base = TrainConfig(canonical={"enabled": False})
+    cfg = suggest_config(optuna.trial.FixedTrial(params), base)
+    assert cfg.canonical == base.canonical and cfg.learning_rate == 1e-3
+    with_frame = suggest_config(optuna.trial.FixedTrial(
+        {**params, "canonical_fill": 0.3, "canonical_zoom_power": 0.5}), TrainConfig())
+    assert (with_frame.canonical.fill, with_frame.canonical.zoom_power) == (0.3, 0.5)
 
 
 def test_tune_needs_labels_and_a_split(tiny_workdir, tiny_config):

@@ -55,8 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--limit", type=int, metavar="N",
                      help="take at most N new inputs in all (for quick trials)")
     prep = parser.add_argument_group("reading and preprocessing")
-    prep.add_argument("--size", type=int, default=64, metavar="S",
-                      help="side of the square model images in pixels (default 64)")
+    prep.add_argument("--size", type=int, default=128, metavar="S",
+                      help="side of the square model images in pixels (default 128)")
     prep.add_argument("--channels", type=parse_range, metavar="A:B",
                       help="channel range of cubes for the peak-flux image: 0-based, "
                            "B excluded, either side may be left out (default: all)")

@@ -50,7 +50,7 @@ class PreprocessConfig:
             their size).
     """
 
-    size: int = 64
+    size: int = 128
     clip: tuple[float, float] = (0.5, 99.9)
     stretch: str = "asinh"
     softening: float = 0.1

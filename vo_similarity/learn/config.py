@@ -20,6 +20,8 @@ __all__ = ["AugmentConfig", "CanonicalConfig", "TrainConfig"]
 STEMS = ("unstrided", "halved", "stock")
 BACKBONES = ("resnet18", "resnet50")
 PRECISIONS = ("auto", "bf16", "fp32")
+#: the values of canonical-frame keys added after config files were first written
+LEGACY_CANONICAL = {"radius": "flux", "zoom_power": 1.0}
 
 
 @dataclass
@@ -42,18 +44,19 @@ class AugmentConfig:
     flip_prob: float = 0.5
     shear_deg: float = 12.0
     scale_min: float = 0.8
-    scale_max: float = 1.2
+    scale_max: float = 1.25
     offset: float = 0.08
-    stretch: float = 0.6
-    noise_std: float = 0.04
-    blur_sigma: float = 1.0
+    stretch: float = 1.0
+    noise_std: float = 0.08
+    blur_sigma: float = 1.5
 
 
 @dataclass
 class CanonicalConfig:
     """The canonical frame: centring and isotropic zoom of each image (see
     :mod:`vo_similarity.learn.canonical`), applied before the augmentations and
-    before embedding.
+    before embedding. The defaults are the measured default recipe
+    (``docs/learning.md``, "The default recipe").
 
     Attributes:
         enabled: map every image to its canonical frame (False: the stored frame).
@@ -64,20 +67,27 @@ class CanonicalConfig:
         flux_fraction: fraction of the significant flux enclosed by the flux radius.
         nsigma: emission counts above the background plus this many noise sigmas.
         smooth_sigma: Gaussian smoothing before the threshold, in pixels of a 64-px image.
-        zoom_min: smallest canonical zoom (< 1 shrinks large sources).
+        zoom_min: smallest canonical zoom (< 1 shrinks large sources; 1 leaves a source
+            that fills the field, whose size cannot be measured, in its stored frame).
         zoom_max: largest canonical zoom (limits the up-sampling of tiny sources).
-        max_shift: largest centring shift, as a fraction of the half-width.
+        max_shift: largest centring shift, as a fraction of the half-width (the centroid
+            of a crowded field moves when a transform crops its corners).
+        zoom_power: how much of the size is normalised: the zoom is
+            ``(fill / r) ** zoom_power`` (1: every source to the same size; 0.5: a
+            16-fold range of sizes becomes 4-fold, keeping some size information
+            and halving the effect of a misjudged radius).
     """
 
-    enabled: bool = False
-    fill: float = 0.5
-    radius: str = "flux"
+    enabled: bool = True
+    fill: float = 0.35
+    radius: str = "rms"
     flux_fraction: float = 0.9
-    nsigma: float = 3.0
+    nsigma: float = 1.0
     smooth_sigma: float = 1.0
-    zoom_min: float = 0.5
-    zoom_max: float = 4.0
-    max_shift: float = 0.5
+    zoom_min: float = 1.0
+    zoom_max: float = 3.0
+    max_shift: float = 0.1
+    zoom_power: float = 0.7
 
 
 @dataclass
@@ -102,7 +112,8 @@ class TrainConfig:
         precision: ``auto`` (bf16 autocast where the hardware has it), ``bf16`` or ``fp32``.
         augment: augmentation ranges.
         canonical: the canonical frame; a config file without this key loads with it
-            off (the behaviour of the models written before it existed).
+            off, and one without the later keys ``radius`` and ``zoom_power`` with their
+            original values (the behaviour of the models written before them).
     """
 
     name: str = "default"
@@ -112,7 +123,7 @@ class TrainConfig:
     width: int = 32
     image_size: int = 64
     projection_dim: int = 128
-    epochs: int = 150
+    epochs: int = 300
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
@@ -155,6 +166,7 @@ class TrainConfig:
              "need 0 < canonical zoom_min <= zoom_max"),
             (self.canonical.smooth_sigma >= 0, "canonical smooth_sigma must be >= 0"),
             (0 <= self.canonical.max_shift <= 1, "canonical max_shift must be in [0, 1]"),
+            (0 < self.canonical.zoom_power <= 1, "canonical zoom_power must be in (0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -177,8 +189,9 @@ class TrainConfig:
                 bad = set(data[key]) - sub_known
                 if bad:
                     raise ValueError(f"unknown {key} keys: {sorted(bad)}; known: {sorted(sub_known)}")
-        # files written before the canonical frame existed keep their behaviour
-        data.setdefault("canonical", {"enabled": False})
+        # files written before the canonical frame, or before some of its keys,
+        # existed keep their behaviour
+        data["canonical"] = {**LEGACY_CANONICAL, **data.get("canonical", {"enabled": False})}
         return cls(**data)
 
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -25,6 +25,7 @@ from vo_similarity.workdir import WorkDir, atomic_write
 __all__ = [
     "InvarianceTransform",
     "evaluate_model",
+    "invariance_matrices",
     "pixel_pca_embedding",
     "score_embeddings",
     "transformed_copies",
@@ -46,13 +47,17 @@ class InvarianceTransform:
     seed: int = 1234
 
 
+def invariance_matrices(n: int, t: InvarianceTransform) -> torch.Tensor:
+    """The ``[n, 2, 3]`` affine matrices (output -> input) of the invariance test's copies."""
+    gen = torch.Generator().manual_seed(t.seed)
+    return random_affine_matrices(
+        n, gen, rotation_deg=t.rotation_deg, flip_prob=t.flip_prob, shear_deg=t.shear_deg,
+        scale_min=t.scale_min, scale_max=t.scale_max, offset=t.offset)
+
+
 def transformed_copies(images: torch.Tensor, t: InvarianceTransform) -> torch.Tensor:
     """One randomly rotated, flipped, sheared and rescaled copy of each image."""
-    gen = torch.Generator().manual_seed(t.seed)
-    mats = random_affine_matrices(
-        len(images), gen, rotation_deg=t.rotation_deg, flip_prob=t.flip_prob, shear_deg=t.shear_deg,
-        scale_min=t.scale_min, scale_max=t.scale_max, offset=t.offset)
-    return warp(images.float(), mats)
+    return warp(images.float(), invariance_matrices(len(images), t))
 
 
 def pixel_pca_embedding(

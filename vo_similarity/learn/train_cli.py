@@ -33,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="average embeddings over this many rotations x flips (0: off)")
     parser.add_argument("--val-fraction", type=float, help="fraction of images held out")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"])
-    parser.add_argument("--canonical", action="store_true",
+    parser.add_argument("--canonical", action=argparse.BooleanOptionalAction, default=None,
                         help="centre and zoom each image to its canonical frame before the "
-                             "network (config key canonical.enabled)")
+                             "network (config key canonical.enabled; on by default)")
     parser.add_argument("--restart", action="store_true",
                         help="discard an existing checkpoint instead of resuming from it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,8 +50,8 @@ def build_config(args: argparse.Namespace):
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     changes = {field: getattr(args, flag) for flag, field in _OVERRIDES.items()
                if getattr(args, flag, None) is not None}
-    if getattr(args, "canonical", False):
-        changes["canonical"] = {"enabled": True}
+    if getattr(args, "canonical", None) is not None:
+        changes["canonical"] = {"enabled": args.canonical}
     return cfg.replace(name=args.model, **changes)
 
 

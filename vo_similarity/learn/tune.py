@@ -30,8 +30,14 @@ log = logging.getLogger(__name__)
 
 
 def suggest_config(trial, base: TrainConfig) -> TrainConfig:
-    """The search space: optimisation and augmentation ranges (rotation stays full-circle)."""
+    """The search space: optimisation and augmentation ranges (rotation stays full-circle),
+    and, when ``base`` uses the canonical frame, its fill and the share of size it normalises."""
+    canonical = {}
+    if base.canonical.enabled:
+        canonical = {"fill": trial.suggest_float("canonical_fill", 0.25, 0.5),
+                     "zoom_power": trial.suggest_float("canonical_zoom_power", 0.4, 1.0)}
     return base.replace(
+        canonical=canonical,
         learning_rate=trial.suggest_float("learning_rate", 3e-4, 5e-3, log=True),
         temperature=trial.suggest_float("temperature", 0.05, 0.5, log=True),
         weight_decay=trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
