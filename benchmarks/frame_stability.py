@@ -1,7 +1,8 @@
 """How stable is the canonical frame under the invariance test's transforms? (no training)
 
 For each image and its randomly rotated, flipped, sheared and rescaled copy (the
-copies of ``vo-similarity evaluate``), compute both canonical frames and compare
+copies of ``vo-similarity evaluate``, for the same images: its split, and up to its
+5,000-image cap), compute both canonical frames and compare
 them through the known transform:
 
 * zoom error: ``|log z_copy - log z_image + zoom_power * log f|``, with ``f`` the
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "JSON"),
                         help="canonical settings changed from the default (repeatable)")
     args = parser.parse_args(argv)
-    data = load_images(WorkDir(args.workdir), split=args.split, val_fraction=args.val_fraction)
+    try:
+        data = load_images(WorkDir(args.workdir), split=args.split, val_fraction=args.val_fraction)
+    except (FileNotFoundError, ValueError) as exc:  # e.g. --split val without --val-fraction
+        parser.error(str(exc))
     images = data.pixels.all()
     variants = [("default", "{}")] + (args.variant or [])
     print(f"{len(images)} images of {args.workdir} (split {args.split})")

@@ -10,7 +10,8 @@ A plan is a JSON file::
     ]}
 
 Each run is ``vo-similarity train WORKDIR --model NAME --config FILE --restart`` with the
-file = ``config`` (default: the default config) updated by ``changes``, then
+file = ``config`` (default: the default config) updated by ``changes`` (kept as
+``OUT_logs/NAME.config.json``), then
 ``vo-similarity evaluate WORKDIR --model NAME --no-grid`` — the package's own commands,
 so a row here is what a user gets. Results go to ``--out`` as JSON lines as soon as each
 run ends (a killed batch keeps the finished rows); no run starts after ``--deadline``
@@ -26,7 +27,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,28 +40,31 @@ def _command(*args: str) -> list[str]:
 
 
 def run_one(run: dict, *, threads: int | None, device: str, log_dir: Path) -> dict:
-    """Train and evaluate one recipe; return its summary (``error`` set on failure)."""
+    """Train and evaluate one recipe; return its summary (``error`` set on failure).
+
+    The full config of the run is kept beside its log (``log_dir/NAME.config.json``).
+    """
+    row: dict = {"name": run["name"], "workdir": run["workdir"], "changes": run.get("changes", {})}
     base = TrainConfig.load(run["config"]) if run.get("config") else TrainConfig()
     cfg = base.replace(name=run["name"], **run.get("changes", {}))
+    config_file = log_dir / f"{run['name']}.config.json"
+    cfg.save(config_file)
     common = ["--device", device] + (["--threads", str(threads)] if threads else [])
-    row: dict = {"name": run["name"], "workdir": run["workdir"], "changes": run.get("changes", {})}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(cfg.to_dict(), f)
     log = log_dir / f"{run['name']}.log"
-    t0 = time.perf_counter()
+    steps = {
+        "train_s": _command("train", run["workdir"], "--model", run["name"], "--config",
+                            str(config_file), "--restart", "--no-progress", *common),
+        "evaluate_s": _command("evaluate", run["workdir"], "--model", run["name"], "--no-grid",
+                               *common),
+    }
     with open(log, "w") as out:
-        steps = [
-            _command("train", run["workdir"], "--model", run["name"], "--config", f.name,
-                     "--restart", "--no-progress", *common),
-            _command("evaluate", run["workdir"], "--model", run["name"], "--no-grid", *common),
-        ]
-        for i, step in enumerate(steps):
+        for key, step in steps.items():
+            t0 = time.perf_counter()
             done = subprocess.run(step, check=False, stdout=out, stderr=subprocess.STDOUT)
-            row["train_s" if i == 0 else "evaluate_s"] = round(time.perf_counter() - t0, 1)
+            row[key] = round(time.perf_counter() - t0, 1)
             if done.returncode:
                 row["error"] = f"{' '.join(step[3:5])} exited {done.returncode}; see {log}"
                 return row
-    Path(f.name).unlink()
     report = json.loads(WorkDir(run["workdir"]).model(run["name"]).evaluation.read_text())
     row["n_images"] = report["n_images"]
     for key, metrics in report["metrics"].items():
@@ -71,15 +74,19 @@ def run_one(run: dict, *, threads: int | None, device: str, log_dir: Path) -> di
     return row
 
 
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
 def _fmt(row: dict) -> str:
     if "error" in row:
         return f"{row['name']:28s} ERROR {row['error']}"
     m, u = row["model"], row["untrained_network"]
     p = row["pixels_pca"]
     return (f"{row['name']:28s} {row['train_s']:7.0f} {m['invariance']:6.3f} "
-            f"{m['precision@10'] or float('nan'):6.3f} {m['mAP'] or float('nan'):6.3f}   "
-            f"{u['invariance']:.3f}/{u['precision@10'] or float('nan'):.3f}   "
-            f"{p['invariance']:.3f}/{p['precision@10'] or float('nan'):.3f}")
+            f"{_num(m['precision@10']):6.3f} {_num(m['mAP']):6.3f}   "
+            f"{u['invariance']:.3f}/{_num(u['precision@10']):.3f}   "
+            f"{p['invariance']:.3f}/{_num(p['precision@10']):.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.deadline is not None and time.perf_counter() - start > args.deadline:
             print(f"{run['name']:28s} skipped (deadline)", flush=True)
             return
-        row = run_one(run, threads=args.threads, device=args.device, log_dir=log_dir)
+        try:
+            row = run_one(run, threads=args.threads, device=args.device, log_dir=log_dir)
+        except (OSError, ValueError, KeyError) as exc:  # a bad plan entry: report, go on
+            row = {"name": run.get("name", "?"), "error": f"{type(exc).__name__}: {exc}"}
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(_fmt(row), flush=True)

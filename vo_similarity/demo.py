@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="builtin", metavar="NAME",
                         help="name of the model to train and publish (default 'builtin')")
     parser.add_argument("--train", action="store_true",
-                        help="train the model from scratch (about 7 minutes on 2 cores) "
+                        help="train the model from scratch (about 6 minutes on 2 cores) "
                              "instead of installing the checkpoint shipped with the package, "
                              "which the same recipe produced")
     parser.add_argument("--k", type=int, default=1000, help="neighbours per image (default 1000)")

@@ -56,6 +56,22 @@ def test_zoomed_and_shifted_copies_share_one_canonical_view(cfg):
     assert distance(views[2], views[0]) < 0.3 and distance(raw[2], raw[0]) > 1.0
 
 
+def test_background_pixels_rule_for_clipped_black_sky():
+    """A photograph whose sky is clipped to zeros: "nonzero" measures the background on
+    the dark sky around the source; "unpadded" only inside the bright region, whose
+    median then sits so high that the weighted emission shrinks to the core."""
+    img = source(128, 0.0, 0.0, 0.5, sky=False)  # no pedestal: the sky is exactly 0
+    img = torch.where(img < 0.02, torch.zeros_like(img), img)
+    common = {"enabled": True, "radius": "rms", "fill": 0.35, "nsigma": 1.0, "zoom_power": 1.0,
+              "zoom_min": 0.25, "zoom_max": 8.0, "max_shift": 0.5}
+    nonzero = 1 / canonical_matrices(img, CanonicalConfig(**common))[:, 0, 0]
+    unpadded = 1 / canonical_matrices(
+        img, CanonicalConfig(**common, background_pixels="unpadded"))[:, 0, 0]
+    assert float(unpadded) > 1.2 * float(nonzero)
+    with pytest.raises(ValueError, match="background_pixels"):
+        TrainConfig(canonical={"background_pixels": "bogus"})
+
+
 @pytest.mark.parametrize("cfg", [ON, RMS], ids=["flux", "rms"])
 def test_zoom_power_normalises_part_of_the_size(cfg):
     """With zoom_power 0.5 a source twice as large gets a zoom sqrt(2) smaller, not 2."""
@@ -136,10 +152,18 @@ def test_old_config_files_load_without_the_canonical_frame(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
     assert TrainConfig.load(path).canonical.enabled is False
-    # written before the keys radius and zoom_power: their original behaviour
-    older = {k: v for k, v in vars(ON).items() if k not in ("radius", "zoom_power")}
-    path.write_text(json.dumps({**data, "canonical": older}))
+    # saved before the keys radius, zoom_power and background_pixels: their original behaviour
+    first = {k: v for k, v in vars(ON).items()
+             if k not in ("radius", "zoom_power", "background_pixels")}
+    path.write_text(json.dumps({**data, "canonical": first}))
+    assert TrainConfig.load(path).canonical == CanonicalConfig(**{**vars(ON),
+                                                                  "background_pixels": "unpadded"})
+    path.write_text(json.dumps({**data, "canonical": {**first, "background_pixels": "nonzero"}}))
     assert TrainConfig.load(path).canonical == ON
+    # a partial, hand-written frame takes today's defaults, as the constructor does
+    path.write_text(json.dumps({**data, "canonical": {"enabled": True, "fill": 0.4}}))
+    assert TrainConfig.load(path).canonical == CanonicalConfig(fill=0.4)
+    assert TrainConfig(canonical={"enabled": True, "fill": 0.4}).canonical == CanonicalConfig(fill=0.4)
     cfg = TrainConfig(canonical={"enabled": True, "fill": 0.6})
     cfg.save(path)
     assert TrainConfig.load(path).canonical == CanonicalConfig(enabled=True, fill=0.6)

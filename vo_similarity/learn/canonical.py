@@ -98,18 +98,21 @@ def canonical_matrices(images: torch.Tensor, cfg: CanonicalConfig) -> torch.Tens
     x = images.float()
     b, _, h, w = x.shape
     dev = x.device
-    if cfg.smooth_sigma > 0:  # a matched filter for beam-sized emission
-        sigma = torch.full((b,), cfg.smooth_sigma * h / 64, device=dev)
-        smoothed = blur(x, sigma)
-    else:
-        smoothed = x
+    sigma = torch.full((b,), cfg.smooth_sigma * h / 64, device=dev)
+    # a matched filter for beam-sized emission
+    smoothed = blur(x, sigma) if cfg.smooth_sigma > 0 else x
     # exact zeros are padding (outside a primary beam or the sky coverage) or sky
-    # clipped to black (photographs): the statistics use the pixels that are not zero
-    # after smoothing. Excluding also the pixels whose kernel touched a zero would
-    # leave a photograph's statistics to the inside of its bright regions, and its
-    # frame to chance: it was so before, and 25-30 % of the built-in sample's frames
-    # moved under the invariance test's transforms (5 % now; benchmarks/RESULTS.md).
-    valid = smoothed != 0
+    # clipped to black (photographs): "nonzero" measures on the pixels not zero after
+    # smoothing (`blur` is a direct per-channel convolution, so the inside of a zero
+    # region stays exactly zero). "unpadded" also drops those whose kernel touched a zero,
+    # which leaves a photograph's statistics to the inside of its bright regions: a
+    # third of the built-in sample's frames then moved under the invariance test's
+    # transforms, 4 % with "nonzero" (benchmarks/RESULTS.md, "The default recipe").
+    if cfg.background_pixels == "nonzero":
+        valid = smoothed != 0
+    else:
+        coverage = (x != 0).float()
+        valid = (blur(coverage, sigma) if cfg.smooth_sigma > 0 else coverage) > 0.999
     bg, noise = _background(smoothed, valid)
     weights = (smoothed.flatten(1) - (bg + cfg.nsigma * noise)[:, None]).clamp_min(0)
     total = weights.sum(1)

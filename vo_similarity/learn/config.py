@@ -20,8 +20,12 @@ __all__ = ["AugmentConfig", "CanonicalConfig", "TrainConfig"]
 STEMS = ("unstrided", "halved", "stock")
 BACKBONES = ("resnet18", "resnet50")
 PRECISIONS = ("auto", "bf16", "fp32")
-#: the values of canonical-frame keys added after config files were first written
-LEGACY_CANONICAL = {"radius": "flux", "zoom_power": 1.0}
+BACKGROUND_PIXELS = ("nonzero", "unpadded")
+#: the keys of the canonical frame as first saved, and the values that the keys added
+#: later had implicitly before: a complete saved frame lacking them keeps its behaviour
+FIRST_CANONICAL_KEYS = frozenset({"enabled", "fill", "flux_fraction", "nsigma", "smooth_sigma",
+                                  "zoom_min", "zoom_max", "max_shift"})
+LEGACY_CANONICAL = {"radius": "flux", "zoom_power": 1.0, "background_pixels": "unpadded"}
 
 
 @dataclass
@@ -76,6 +80,10 @@ class CanonicalConfig:
             ``(fill / r) ** zoom_power`` (1: every source to the same size; 0.5: a
             16-fold range of sizes becomes 4-fold, keeping some size information
             and halving the effect of a misjudged radius).
+        background_pixels: the pixels the background and noise are measured on:
+            ``"nonzero"``, those not zero after smoothing, or ``"unpadded"``, those whose
+            smoothing kernel saw no exact zero (the rule before 2026-11-28, which takes
+            a photograph's black sky, clipped to zeros, for padding).
     """
 
     enabled: bool = True
@@ -88,6 +96,7 @@ class CanonicalConfig:
     zoom_max: float = 3.0
     max_shift: float = 0.1
     zoom_power: float = 0.7
+    background_pixels: str = "nonzero"
 
 
 @dataclass
@@ -112,8 +121,9 @@ class TrainConfig:
         precision: ``auto`` (bf16 autocast where the hardware has it), ``bf16`` or ``fp32``.
         augment: augmentation ranges.
         canonical: the canonical frame; a config file without this key loads with it
-            off, and one without the later keys ``radius`` and ``zoom_power`` with their
-            original values (the behaviour of the models written before them).
+            off, and a frame saved before the keys ``radius``, ``zoom_power`` and
+            ``background_pixels`` existed with the values they had implicitly
+            (:data:`LEGACY_CANONICAL`), so older models keep their behaviour.
     """
 
     name: str = "default"
@@ -167,6 +177,8 @@ class TrainConfig:
             (self.canonical.smooth_sigma >= 0, "canonical smooth_sigma must be >= 0"),
             (0 <= self.canonical.max_shift <= 1, "canonical max_shift must be in [0, 1]"),
             (0 < self.canonical.zoom_power <= 1, "canonical zoom_power must be in (0, 1]"),
+            (self.canonical.background_pixels in BACKGROUND_PIXELS,
+             f"canonical background_pixels must be one of {BACKGROUND_PIXELS}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -189,9 +201,14 @@ class TrainConfig:
                 bad = set(data[key]) - sub_known
                 if bad:
                     raise ValueError(f"unknown {key} keys: {sorted(bad)}; known: {sorted(sub_known)}")
-        # files written before the canonical frame, or before some of its keys,
-        # existed keep their behaviour
-        data["canonical"] = {**LEGACY_CANONICAL, **data.get("canonical", {"enabled": False})}
+        # files written before the canonical frame existed load with it off; a frame
+        # saved before some of its keys existed keeps the values they had implicitly.
+        # A partial, hand-written frame takes today's defaults for what it leaves out.
+        canonical = data.get("canonical")
+        if canonical is None:
+            data["canonical"] = {"enabled": False}
+        elif FIRST_CANONICAL_KEYS <= set(canonical):
+            data["canonical"] = {**LEGACY_CANONICAL, **canonical}
         return cls(**data)
 
     def save(self, path: str | os.PathLike[str]) -> None:

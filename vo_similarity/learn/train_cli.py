@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "bf16", "fp32"])
     parser.add_argument("--canonical", action=argparse.BooleanOptionalAction, default=None,
                         help="centre and zoom each image to its canonical frame before the "
-                             "network (config key canonical.enabled; on by default)")
+                             "network (config key canonical.enabled; on in the default config)")
     parser.add_argument("--restart", action="store_true",
                         help="discard an existing checkpoint instead of resuming from it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
