@@ -34,18 +34,17 @@ from vo_similarity.learn.evaluate import InvarianceTransform, invariance_matrice
 from vo_similarity.workdir import WorkDir
 
 
-def frame_errors(images: torch.Tensor, cfg: CanonicalConfig,
-                 transform: InvarianceTransform | None = None):
-    """Zoom and centre errors ``[N]`` of the canonical frame between images and their copies."""
-    mats = invariance_matrices(len(images), transform or InvarianceTransform())
-    copies = warp(images, mats)
+def frame_errors(images: torch.Tensor, copies: torch.Tensor, mats: torch.Tensor,
+                 cfg: CanonicalConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zoom and centre errors ``[N]`` of the canonical frame between ``images`` and their
+    ``copies`` made through ``mats``, and the images' canonical zooms ``[N]``."""
     a, b = canonical_matrices(images, cfg), canonical_matrices(copies, cfg)
     linear, shift = mats[:, :, :2], mats[:, :, 2]
     magnification = 1 / linear.det().abs().sqrt()  # the matrices map output -> input
     zoom_error = (a[:, 0, 0].log() - b[:, 0, 0].log() + cfg.zoom_power * magnification.log()).abs()
     expected_centre = torch.linalg.solve(linear, a[:, :, 2] - shift)
     centre_error = (b[:, :, 2] - expected_centre).norm(dim=1)
-    return zoom_error, centre_error
+    return zoom_error, centre_error, 1 / a[:, 0, 0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,14 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:  # e.g. --split val without --val-fraction
         parser.error(str(exc))
     images = data.pixels.all()
+    mats = invariance_matrices(len(images), InvarianceTransform())
+    copies = warp(images, mats)  # the same for every variant
     variants = [("default", "{}")] + (args.variant or [])
     print(f"{len(images)} images of {args.workdir} (split {args.split})")
     print(f"{'variant':16s} {'zoom err>0.2':>12s} {'>0.1':>6s} {'centre err>0.1':>14s} "
           f"{'either':>7s}  median zoom")
     for name, changes in variants:
         cfg = TrainConfig().replace(canonical={"enabled": True, **json.loads(changes)}).canonical
-        zoom_error, centre_error = frame_errors(images, cfg)
-        zoom = 1 / canonical_matrices(images, cfg)[:, 0, 0]
+        zoom_error, centre_error, zoom = frame_errors(images, copies, mats, cfg)
         bad = (zoom_error > 0.2) | (centre_error > 0.1)
         print(f"{name:16s} {(zoom_error > 0.2).float().mean():12.3f} "
               f"{(zoom_error > 0.1).float().mean():6.3f} {(centre_error > 0.1).float().mean():14.3f} "
