@@ -26,11 +26,11 @@ import json
 
 import torch
 
+from vo_similarity.evaluate.evaluate import InvarianceTransform, invariance_matrices
 from vo_similarity.learn.augment import warp
 from vo_similarity.learn.canonical import canonical_matrices
 from vo_similarity.learn.config import CanonicalConfig, TrainConfig
 from vo_similarity.learn.data import load_images
-from vo_similarity.learn.evaluate import InvarianceTransform, invariance_matrices
 from vo_similarity.workdir import WorkDir
 
 

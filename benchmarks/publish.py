@@ -1,6 +1,7 @@
 """Benchmark of publishing neighbours in DaCHS (issue 5).
 
-Measures, on the local DaCHS (scripts/setup_dachs.sh):
+Measures, on a scratch DaCHS instance of its own (vo_similarity.publish.scratch;
+``--gavo-rc FILE`` names an existing DaCHS instead):
 
 * load rate of `vo-similarity publish`'s neighbour load (binary COPY into a
   staging partition, index, swap), in neighbour rows per second;
@@ -17,12 +18,14 @@ Usage::
     .venv/bin/python benchmarks/publish.py                 # 10^7 rows (k = 1000)
     .venv/bin/python benchmarks/publish.py --rows 1000000  # quicker
 
-It replaces what is published in the local DaCHS with a synthetic sample.
+With ``--gavo-rc``, it replaces what is published there with a synthetic
+sample; by default it leaves the operator's DaCHS alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import threading
@@ -35,6 +38,7 @@ from vo_similarity.publish.copy import COPY_HEADER, COPY_TRAILER, load_model_par
 from vo_similarity.publish.dachs import DachsSite
 from vo_similarity.publish.publisher import publish
 from vo_similarity.publish.sample import make_sample_workdir
+from vo_similarity.publish.scratch import ScratchDachs
 
 JOIN = ("SELECT TOP 20 n.rank, n.dist, o.obs_publisher_did, o.target_name, o.s_ra, o.s_dec, "
         "o.access_url FROM similarity.neighbours AS n "
@@ -129,11 +133,22 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--skip-heap", action="store_true", help="skip the heap layouts")
+    parser.add_argument("--gavo-rc", metavar="FILE",
+                        help="publish into this DaCHS (its settings file) instead of a scratch "
+                             "instance; what it publishes is replaced")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.gavo_rc:
+            site = DachsSite.from_config(args.gavo_rc)
+        else:
+            site = stack.enter_context(ScratchDachs.start()).site()
+        site.check_running()
+        run(args, site)
+
+
+def run(args: argparse.Namespace, site: DachsSite) -> None:
     k, n = args.k, max(int(args.rows) // args.k, args.k + 1)
-    site = DachsSite.from_config()
-    site.check_running()
-    print(f"# publish benchmark: {n} images x k={k} = {n * k:,} neighbour rows")
+    print(f"# publish benchmark: {n} images x k={k} = {n * k:,} neighbour rows on {site.url}")
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

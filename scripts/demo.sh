@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 bash scripts/setup_dachs.sh
-exec .venv/bin/vo-similarity -v demo "${WORKDIR:-work/builtin}"
+exec .venv/bin/vo-similarity demo "${WORKDIR:-work/builtin}"

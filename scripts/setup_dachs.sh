@@ -4,6 +4,9 @@
 #
 #   sudo scripts/setup_dachs.sh            # first run: a minute or two
 #   sudo scripts/setup_dachs.sh            # rerun: seconds, keeps all data
+#   sudo scripts/setup_dachs.sh --packages-only
+#       only install and configure the Debian packages; configure, start or
+#       touch no DaCHS instance (what the test suite needs: it runs its own)
 #
 # Environment:
 #   VO_SIM_DACHS_PORT       HTTP port of DaCHS (default 8080)
@@ -14,9 +17,16 @@
 # Runs as root with no standard input (CI). Prints the server URL last.
 # Debian's post-install of gavodachs2-server fails where services may not be
 # started by maintainer scripts (policy-rc.d): we start PostgreSQL ourselves and
-# finish the configuration with `dpkg --configure -a` (DESIGN.md §5).
+# finish the configuration with `dpkg --configure -a` (docs/publish.md).
 set -euo pipefail
 exec </dev/null
+
+PACKAGES_ONLY=0
+case "${1:-}" in
+  "") ;;
+  --packages-only) PACKAGES_ONLY=1 ;;
+  *) echo "usage: setup_dachs.sh [--packages-only]" >&2; exit 2 ;;
+esac
 
 PORT="${VO_SIM_DACHS_PORT:-8080}"
 AUTHORITY="${VO_SIM_AUTHORITY:-vo-similarity.example}"
@@ -32,7 +42,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # A process that is gone, or a zombie nobody reaped (a killed server whose
-# parent is gone: seen here after a session's processes were ended), holds no lock.
+# parent was ended too), holds no lock.
 is_live() {
   local state
   state=$(ps -o stat= -p "$1" 2>/dev/null || true)
@@ -92,7 +102,7 @@ RC
   fi
   rm -f "$tmp"
 }
-write_gavo_rc
+((PACKAGES_ONLY)) || write_gavo_rc
 
 if ((${#need[@]})); then
   [[ "${VO_SIM_SKIP_APT:-0}" == 1 ]] && { log "missing packages: ${need[*]}"; exit 1; }
@@ -104,8 +114,13 @@ if ((${#need[@]})); then
 fi
 
 # 2. PostgreSQL, then finish DaCHS's configuration -----------------------
-start_postgres
-if dpkg --audit 2>/dev/null | grep -q .; then
+# dpkg --audit exits 1 when it finds something: test its output, not its status
+# (under pipefail a pipe into grep would hide exactly the case we look for).
+unfinished=$(dpkg --audit 2>/dev/null || true)
+if ((!PACKAGES_ONLY)) || [[ -n "$unfinished" ]]; then
+  start_postgres  # the package's configuration needs the database server
+fi
+if [[ -n "$unfinished" ]]; then
   log "completing package configuration (dpkg --configure -a)"
   dpkg --configure -a >/dev/null
 fi
@@ -113,6 +128,10 @@ for pkg in postgresql gavodachs2-server stilts; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
     || { echo "setup_dachs.sh: package $pkg did not install" >&2; exit 1; }
 done
+if ((PACKAGES_ONLY)); then
+  log "packages ready (postgresql, gavodachs2-server, stilts)"
+  exit 0
+fi
 if ! su postgres -c "psql -tAc \"select 1 from pg_database where datname='gavo'\"" | grep -q 1; then
   log "creating DaCHS's database (dachs init)"
   dachs init -d gavo

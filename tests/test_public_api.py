@@ -11,6 +11,18 @@ def test_every_public_name_resolves():
         assert getattr(vo_similarity, name) is not None, name
 
 
+def test_public_names_survive_importing_every_subpackage():
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(vo_similarity.__path__):
+        if info.name != "__main__":  # that one runs the command line
+            importlib.import_module(f"vo_similarity.{info.name}")
+    for name in vo_similarity.__all__:
+        value = getattr(vo_similarity, name)
+        assert not isinstance(value, type(vo_similarity)), f"{name} is shadowed by a subpackage"
+
+
 def test_unknown_name_is_an_attribute_error():
     try:
         vo_similarity.no_such_thing  # noqa: B018

@@ -6,9 +6,9 @@ neighbours, published as an ADQL join in GAVO DaCHS.
 The flat public API below is imported lazily, so that ``import vo_similarity``
 and ``vo-similarity --help`` stay fast (torch is loaded on first use)::
 
-    from vo_similarity import WorkDir, ingest, builtin_sample, train, TrainConfig
+    from vo_similarity import WorkDir, ingest_images, builtin_sample, train, TrainConfig
     work = WorkDir("work/builtin")
-    ingest(builtin_sample(), work)
+    ingest_images(builtin_sample(), work)
     ...
 
 Each name lives in the subpackage of its pipeline stage; see docs/.
@@ -20,44 +20,51 @@ import importlib
 
 __version__ = "0.1.0"
 
-#: public name -> module that defines it
-_WHERE: dict[str, str] = {
+#: public name -> module that defines it, and the name there where it differs.
+#: A public name never equals a subpackage's: importing ``vo_similarity.tune``
+#: binds the attribute ``tune`` of this package to the subpackage.
+_WHERE: dict[str, str | tuple[str, str]] = {
     # work directory
     "WorkDir": "vo_similarity.workdir",
     "ModelDir": "vo_similarity.workdir",
     # ingest
     "ImageInput": "vo_similarity.ingest.inputs",
-    "ingest": "vo_similarity.ingest.pipeline",
+    "ingest_images": ("vo_similarity.ingest.pipeline", "ingest"),
     "builtin_sample": "vo_similarity.ingest.stellarium",
     "write_sky": "vo_similarity.ingest.synthetic",
     "read_manifest": "vo_similarity.ingest.manifest",
-    # learn
+    # learn (train)
     "TrainConfig": "vo_similarity.learn.config",
     "train": "vo_similarity.learn.train",
-    "embed_workdir": "vo_similarity.learn.embed",
-    "evaluate_model": "vo_similarity.learn.evaluate",
-    "tune": "vo_similarity.learn.tune",
     "install_shipped": "vo_similarity.learn.pretrained",
+    # embed
+    "embed_workdir": "vo_similarity.embed.embed",
+    # evaluate
+    "evaluate_model": "vo_similarity.evaluate.evaluate",
+    # tune
+    "tune_workdir": ("vo_similarity.tune.tune", "tune"),
     # neighbours
     "find_neighbours": "vo_similarity.neighbours.search",
     "compute_model_neighbours": "vo_similarity.neighbours.store",
     "refine": "vo_similarity.neighbours.refine",
     "outlier_scores": "vo_similarity.neighbours.outlier",
     # publish
-    "publish": "vo_similarity.publish.publisher",
+    "publish_workdir": ("vo_similarity.publish.publisher", "publish"),
 }
 
 __all__ = [
     "ImageInput", "ModelDir", "TrainConfig", "WorkDir", "builtin_sample",
-    "compute_model_neighbours", "embed_workdir", "evaluate_model", "find_neighbours", "ingest",
-    "install_shipped", "outlier_scores", "publish", "read_manifest", "refine", "train", "tune",
-    "write_sky",
+    "compute_model_neighbours", "embed_workdir", "evaluate_model", "find_neighbours",
+    "ingest_images", "install_shipped", "outlier_scores", "publish_workdir", "read_manifest",
+    "refine", "train", "tune_workdir", "write_sky",
 ]
 
 
 def __getattr__(name: str):
     if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
+        where = _WHERE[name]
+        module, attr = where if isinstance(where, tuple) else (where, name)
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,28 +1,38 @@
-"""The ``vo-similarity`` command: one subcommand per pipeline stage.
+"""The ``vo-similarity`` command: one subcommand per pipeline stage (docs/cli.md).
 
-Each stage lives in its own subpackage and exposes, in a light module that
-imports nothing heavy at import time, two functions::
+Each stage lives in its own subpackage and exposes, in a light ``cli`` module
+that imports nothing heavy at import time, two functions::
 
     add_arguments(parser: argparse.ArgumentParser) -> None
-    run(args: argparse.Namespace) -> int      # the exit status
+    run(args: argparse.Namespace) -> int      # an exit status of vo_similarity.cli_common
 
-This module only wires them together.
+This module wires them together and applies the convention every stage shares
+(:mod:`vo_similarity.cli_common`): the output flags ``-v``/``-q``/``--no-progress``
+(before or after the stage name) are added here, merged into ``args.verbose``,
+``args.quiet`` and ``args.progress``, and set up logging before ``run`` is called.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
-#: subcommand -> (module, one-line help)
+from vo_similarity.cli_common import (
+    EPILOG,
+    EXIT_USAGE,
+    add_output_options,
+    configure_logging,
+    merge_output_options,
+)
+
+#: subcommand -> (module, one-line help), in pipeline order
 STAGES: dict[str, tuple[str, str]] = {
     "ingest": ("vo_similarity.ingest.cli", "read images into the work directory"),
-    "train": ("vo_similarity.learn.train_cli", "train the self-supervised model (SimCLR)"),
-    "embed": ("vo_similarity.learn.embed_cli", "embed every image as a unit vector"),
-    "evaluate": ("vo_similarity.learn.evaluate_cli", "precision, mAP and invariance vs baselines"),
-    "tune": ("vo_similarity.learn.tune_cli", "hyperparameter search with Optuna"),
+    "train": ("vo_similarity.learn.cli", "train the self-supervised model (SimCLR)"),
+    "embed": ("vo_similarity.embed.cli", "embed every image as a unit vector"),
+    "evaluate": ("vo_similarity.evaluate.cli", "precision, mAP and invariance vs baselines"),
+    "tune": ("vo_similarity.tune.cli", "hyperparameter search with Optuna"),
     "neighbours": ("vo_similarity.neighbours.cli", "exact top-k neighbours of every image"),
     "publish": ("vo_similarity.publish.cli", "load images and neighbours into GAVO DaCHS"),
     "demo": ("vo_similarity.demo", "run the whole pipeline on the built-in sample"),
@@ -30,30 +40,30 @@ STAGES: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per stage."""
     parser = argparse.ArgumentParser(
-        prog="vo-similarity",
+        prog="vo-similarity", epilog=EPILOG,
         description="Show me images like this one: affine-invariant similarity for VO archives.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    add_output_options(parser, top=True)
     sub = parser.add_subparsers(dest="stage", metavar="STAGE")
     for name, (module, help_) in STAGES.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, epilog=EPILOG)
         importlib.import_module(module).add_arguments(p)
+        add_output_options(p)
         p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage; returns its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose + 1, 2),
-        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
     if not args.stage:
-        parser.print_help()
-        return 2
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    merge_output_options(parser, args)
+    configure_logging(args.verbose)
     return int(importlib.import_module(args._module).run(args) or 0)
 
 

@@ -12,21 +12,34 @@ import argparse
 import sys
 import time
 
+from vo_similarity.cli_common import EXIT_OK, EXIT_REJECTED, add_model, positive_int
+
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("workdir", nargs="?", default="work/builtin",
-                        help="work directory (default work/builtin)")
-    parser.add_argument("--model", default="builtin", metavar="NAME",
-                        help="name of the model to train and publish (default 'builtin')")
+    """Declare the options of ``vo-similarity demo``."""
+    parser.add_argument("workdir", metavar="WORKDIR", nargs="?", default="work/builtin",
+                        help="the work directory (default: %(default)s)")
+    add_model(parser)
     parser.add_argument("--train", action="store_true",
                         help="train the model from scratch (about 6 minutes on 2 cores) "
                              "instead of installing the checkpoint shipped with the package, "
                              "which the same recipe produced")
-    parser.add_argument("--k", type=int, default=1000, help="neighbours per image (default 1000)")
+    parser.add_argument("--k", type=positive_int, default=1000,
+                        help="neighbours per image (default 1000)")
     parser.add_argument("--no-publish", action="store_true",
                         help="stop before loading into DaCHS (no server needed)")
+
+
+def _output_flags(args: argparse.Namespace) -> list[str]:
+    """The demo's own output flags, handed on to every stage it runs."""
+    flags = ["-v"] * args.verbose
+    if args.quiet:
+        flags.append("--quiet")
+    if args.no_progress:
+        flags.append("--no-progress")
+    return flags
 
 
 def _steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
@@ -40,27 +53,35 @@ def _steps(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     ]
     if not args.no_publish:
         steps.append(("publish", ["publish", work, *model]))
-    return steps
+    flags = _output_flags(args)
+    return [(name, [*flags, *argv]) for name, argv in steps]
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the stages one after the other; stop at the first that fails.
+
+    Returns:
+        The first failing stage's exit status, else :data:`EXIT_REJECTED` when
+        ingest rejected some inputs, else :data:`EXIT_OK`.
+    """
     from vo_similarity.cli import main as cli_main
     from vo_similarity.workdir import WorkDir
 
     work = WorkDir(args.workdir)
     done: list[str] = []
+    final = EXIT_OK
     for name, argv in _steps(args):
         print(f"\n=== vo-similarity {' '.join(argv)}", flush=True)
         start = time.perf_counter()
         status = cli_main(argv)
         print(f"=== {name}: exit status {status} after {time.perf_counter() - start:.0f} s",
               flush=True)
-        # ingest reports rejected inputs in its exit status and goes on; the
-        # demo goes on too as long as it wrote a manifest.
-        if status != 0 and not (name == "ingest" and work.manifest.is_file()):
+        # an ingest that rejected some inputs still wrote its images: go on
+        if status not in (EXIT_OK, EXIT_REJECTED):
             print(f"demo: '{name}' failed (exit status {status}); see the messages above.",
                   file=sys.stderr)
             return status
+        final = max(final, status)
         done.append(name)
 
     print("\n=== what you can open or query")
@@ -73,4 +94,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"evaluation metrics: {model.evaluation}")
     if model.neighbour_ids.is_file():
         print(f"neighbour table: {model.neighbour_ids}")
-    return 0
+    if "publish" in done:
+        from vo_similarity.publish.dachs import DachsSite
+
+        print(f"TAP service (TOPCAT, STILTS, pyvo): {DachsSite.from_config().tap_url}; "
+              "the ADQL query printed by publish above runs there as printed")
+    return final

@@ -1,7 +1,7 @@
 """The work directory: the files through which the pipeline stages talk.
 
 Every stage reads and writes files below one folder, so that each stage can be
-rerun, resumed and tested on its own (DESIGN §1). This module is the single
+rerun, resumed and tested on its own. This module is the single
 place that knows the file names; stages ask it for paths and never build them.
 
 Layout::

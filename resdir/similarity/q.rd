@@ -168,7 +168,7 @@
       ucd="meta.id;meta.main" tablehead="Image"
       description="The query image (similarity.images.image_id)."/>
     <column name="rank" type="smallint" required="True"
-      ucd="meta.number;stat.rank" tablehead="Rank"
+      ucd="stat.rank" tablehead="Rank"
       description="Rank of the neighbour, 1 = most similar; the image itself
         is left out."/>
     <column name="neighbour_id" type="integer" required="True"
@@ -223,7 +223,7 @@
     <column original="neighbours.model_id"/>
     <column original="neighbours.image_id"/>
     <column original="neighbours.obs_publisher_did"/>
-    <column name="outlier" type="real" ucd="stat.value;meta.code.qual"
+    <column name="outlier" type="real" ucd="meta.code.qual;stat.mean"
       tablehead="Outlier score"
       description="Outlier score of the image under this model (larger is
         more unusual); NULL where the neighbour stage wrote none."/>

@@ -10,20 +10,48 @@ from astropy.io import fits
 from ingest_helpers import gaussian_image, write_fits
 
 from vo_similarity.cli import main
+from vo_similarity.cli_common import EXIT_FAILURE, EXIT_REJECTED
 from vo_similarity.ingest.cli import parse_range
 from vo_similarity.ingest.manifest import read_manifest
 from vo_similarity.workdir import WorkDir
 
 
-def test_exit_status_counts_rejects_up_to_100(tmp_path, capsys):
+def test_all_inputs_rejected_is_a_failure_that_names_the_folder(tmp_path, capsys):
     folder = tmp_path / "junk"
     folder.mkdir()
     for i in range(101):
         (folder / f"f{i:03d}.txt").write_text("no image")
-    work = tmp_path / "work"
-    assert main(["ingest", str(work), "--folder", str(folder), "--no-progress"]) == 100
-    assert len(WorkDir(work).ingest_report.read_text().splitlines()) == 101
-    assert "rejected 101 inputs" in capsys.readouterr().out
+    work = WorkDir(tmp_path / "work")
+    assert main(["ingest", str(work.root), "--folder", str(folder), "--no-progress"]) \
+        == EXIT_FAILURE
+    assert len(work.ingest_report.read_text().splitlines()) == 101
+    err = capsys.readouterr().err
+    assert f"no image in {folder}" in err and "all 101 inputs were rejected" in err
+    assert not work.manifest.exists() and not work.contact_sheet.exists()
+    assert not work.pixels.exists()
+
+
+def test_an_empty_folder_is_a_failure_that_names_it(tmp_path, capsys):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / ".hidden.fits").write_text("skipped")
+    work = WorkDir(tmp_path / "work")
+    assert main(["ingest", str(work.root), "--folder", str(folder), "--no-progress"]) \
+        == EXIT_FAILURE
+    assert f"no image in {folder}" in capsys.readouterr().err
+    assert not work.root.exists()
+
+
+def test_some_inputs_rejected_exits_3_after_writing_the_images(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_fits(folder / "good.fits", gaussian_image())
+    (folder / "notes.txt").write_text("no image")
+    work = WorkDir(tmp_path / "work")
+    assert main(["ingest", str(work.root), "--folder", str(folder), "--size", "16",
+                 "--no-progress"]) == EXIT_REJECTED == 3
+    assert len(read_manifest(work.manifest)) == 1 and work.contact_sheet.is_file()
+    assert "rejected 1 inputs" in capsys.readouterr().out
 
 
 def test_cube_channels_limit_authority_and_size(tmp_path, fv_samples):

@@ -16,10 +16,11 @@ from ingest_helpers import celestial_cards, gaussian_image, write_fits
 from PIL import Image
 
 from vo_similarity.cli import main
+from vo_similarity.cli_common import EXIT_REJECTED
 from vo_similarity.ingest import manifest
 from vo_similarity.ingest.folder import scan_folder
 from vo_similarity.ingest.inputs import ImageInput
-from vo_similarity.ingest.pipeline import ingest
+from vo_similarity.ingest.pipeline import NoImages, ingest
 from vo_similarity.ingest.preprocess import PreprocessConfig
 from vo_similarity.workdir import MANIFEST_COLUMNS, PIXELS_DIGEST, WorkDir, file_sha256
 
@@ -68,7 +69,7 @@ def test_bad_inputs_each_get_one_line_and_the_run_goes_on(tmp_path, fv_samples, 
         (tmp_path / "in" / name).write_bytes((fv_samples / name).read_bytes())
     work = WorkDir(tmp_path / "work")
     status = main(["ingest", str(work.root), "--folder", str(tmp_path / "in"), "--no-progress"])
-    assert status == len(expected)
+    assert status == EXIT_REJECTED
     lines = work.ingest_report.read_text().splitlines()
     assert len(lines) == len(expected)
     for line in lines:
@@ -157,6 +158,19 @@ def test_duplicate_obs_id_is_reported(tmp_path):
 
 def _journal_entries(work: WorkDir) -> int:
     return len(list(work.ingest_journal.glob("*/*.npz")))
+
+
+def test_no_image_raises_and_leaves_an_earlier_work_directory_as_it_was(tmp_path):
+    fresh = WorkDir(tmp_path / "fresh")
+    with pytest.raises(NoImages, match="nothing to ingest"):
+        ingest([], fresh, progress=False)
+    assert not fresh.manifest.exists() and not fresh.contact_sheet.exists()
+    junk = tmp_path / "junk.txt"
+    junk.write_text("no image")
+    with pytest.raises(NoImages, match="all 1 inputs were rejected"):
+        ingest([ImageInput(junk, "junk")], fresh, progress=False)
+    assert fresh.ingest_report.read_text().startswith(str(junk))
+    assert not fresh.manifest.exists() and not fresh.pixels.exists()
 
 
 @pytest.mark.slow

@@ -160,7 +160,7 @@ def test_old_config_files_load_without_the_canonical_frame(tmp_path):
                                                                   "background_pixels": "unpadded"})
     path.write_text(json.dumps({**data, "canonical": {**first, "background_pixels": "nonzero"}}))
     assert TrainConfig.load(path).canonical == ON
-    # a partial, hand-written frame takes today's defaults, as the constructor does
+    # a partial, hand-written frame takes the defaults, as the constructor does
     path.write_text(json.dumps({**data, "canonical": {"enabled": True, "fill": 0.4}}))
     assert TrainConfig.load(path).canonical == CanonicalConfig(fill=0.4)
     assert TrainConfig(canonical={"enabled": True, "fill": 0.4}).canonical == CanonicalConfig(fill=0.4)
@@ -174,7 +174,7 @@ def test_old_config_files_load_without_the_canonical_frame(tmp_path):
 
 
 def test_training_and_evaluation_with_the_canonical_frame(tiny_workdir, tiny_config):
-    from vo_similarity.learn.evaluate import evaluate_model
+    from vo_similarity.evaluate.evaluate import evaluate_model
 
     cfg = tiny_config.replace(canonical={"enabled": True}, val_fraction=0.25)
     result = train(tiny_workdir, cfg, tiny_workdir.model("canon"), progress=False)
@@ -187,7 +187,7 @@ def test_training_and_evaluation_with_the_canonical_frame(tiny_workdir, tiny_con
 def test_canonical_flag_of_the_train_command():
     import argparse
 
-    from vo_similarity.learn.train_cli import add_arguments, build_config
+    from vo_similarity.learn.cli import add_arguments, build_config
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -72,6 +72,50 @@ def reference_neighbours(x: np.ndarray, ids: np.ndarray, k: int
     return out_ids, dist.astype(np.float32)
 
 
+#: unit roundoff of float32
+U32 = 2.0**-24
+
+
+def fp32_distance_tolerance(a: np.ndarray, b: np.ndarray, dim: int) -> np.ndarray:
+    """Largest |a − b| between two float32 distances of the same pair of unit vectors
+    when the two inner products were summed in different orders (another BLAS
+    kernel, block shape or CPU), derived from the floating-point error bounds.
+
+    * Each float32 inner product of dimension ``dim`` is within
+      γ_dim·Σ|xᵢyᵢ| ≤ γ_dim·‖x‖‖y‖ of the exact one, whatever the order of the
+      sum (Higham 2002, "Accuracy and Stability of Numerical Algorithms", §3.1;
+      γₙ = n·u/(1 − n·u), u = 2⁻²⁴), with ‖x‖‖y‖ ≤ 1 + 2⁻¹⁶ for vectors
+      normalised in float32: two of them differ by Δs ≤ 2γ_dim(1 + 2⁻¹⁶).
+    * p = 2 − 2s is rounded once (at most u·p), so Δp ≤ 2Δs + u(p_a + p_b).
+    * |√p_a − √p_b| = Δp / (√p_a + √p_b), and never more than √Δp (near 0).
+    * Each square root is within 1 ulp (≤ 2⁻²³·d) of the true one: torch's CPU
+      ``sqrt`` is not correctly rounded everywhere.
+
+    Args:
+        a, b: the two distance arrays (same shape).
+        dim: the vectors' dimension.
+
+    Returns:
+        The bound per element.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    gamma = dim * U32 / (1 - dim * U32)
+    delta_p = 4 * gamma * (1 + 2.0**-16) + U32 * (a * a + b * b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        through_sqrt = np.minimum(delta_p / (a + b), np.sqrt(delta_p))
+    return np.where(a + b > 0, through_sqrt, np.sqrt(delta_p)) + 2.0**-22 * np.maximum(a, b)
+
+
+def assert_fp32_distances_close(got: np.ndarray, ref: np.ndarray, dim: int) -> None:
+    """Assert ``got`` and ``ref`` agree within :func:`fp32_distance_tolerance`."""
+    bound = fp32_distance_tolerance(got, ref, dim)
+    excess = np.abs(np.asarray(got, np.float64) - np.asarray(ref, np.float64)) - bound
+    worst = np.unravel_index(np.argmax(excess), excess.shape)
+    assert excess[worst] <= 0, (
+        f"distance {got[worst]!r} vs {ref[worst]!r} at {worst}: more than the derived "
+        f"rounding bound {bound[worst]:.3g} apart")
+
+
 @pytest.fixture(scope="session")
 def clustered_data() -> tuple[np.ndarray, np.ndarray]:
     x = clustered(900, 24)

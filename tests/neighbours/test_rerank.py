@@ -5,7 +5,7 @@ import torch
 from vo_similarity.neighbours.rerank import error_bound
 from vo_similarity.neighbours.search import find_neighbours
 
-from .conftest import clustered
+from .conftest import U32, assert_fp32_distances_close, clustered, fp32_distance_tolerance
 
 FORMATS = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -45,8 +45,21 @@ def test_without_rerank_reduced_precision_would_differ(grid_data):
 
 
 def test_reduced_precision_on_clustered_data(clustered_data):
+    """Same ids; the re-rank sums its float32 products in another order (a batched
+    product) than the float32 path, so distances agree to the derived bound."""
     x, ids = clustered_data
     ref = find_neighbours(x, ids, 30, backend="torch")
     got = find_neighbours(x, ids, 30, backend="torch", precision="bf16", block_size=100)
     assert np.array_equal(got[0], ref[0])
-    np.testing.assert_allclose(got[1], ref[1], rtol=2e-6)
+    assert_fp32_distances_close(got[1], ref[1], x.shape[1])
+
+
+def test_fp32_distance_tolerance_is_tight():
+    """The derived bound is the rounding of two float32 sums carried through the
+    square root (≈ 2γ_dim/d), not a loose guess: a neighbour of another distance is
+    far outside it."""
+    d = np.array([0.5, 1.0, 1.4], np.float32)
+    bound = fp32_distance_tolerance(d, d, 24)
+    carried = 2 * 24 * U32 / d
+    assert np.all(bound >= carried) and np.all(bound <= 1.5 * carried + 2.0**-22 * d)
+    assert np.all(bound < 1e-5)

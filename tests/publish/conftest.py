@@ -1,7 +1,8 @@
-"""Fixtures for the publish tests: the local DaCHS and a published sample.
+"""Fixtures for the publish tests: the suite's own DaCHS and a published sample.
 
-Tests marked ``dachs`` need the server that ``scripts/setup_dachs.sh`` brings
-up.  Where it does not answer they fail with the reason under CI (env
+Tests marked ``dachs`` publish into the scratch instance of the session
+(``dachs_scratch`` in tests/conftest.py), never into the operator's DaCHS.
+Where it cannot be started they fail with the reason under CI (env
 ``CI=true``) and are skipped elsewhere.
 """
 
@@ -10,25 +11,21 @@ from __future__ import annotations
 import re
 
 import pytest
-from publish_helpers import MODELS, N_IMAGES, K, Published, run_publish
+from publish_helpers import MODELS, N_IMAGES, K, Published, publication_state, run_publish
 from real_components import need
 
 from vo_similarity.publish.dachs import DachsError, DachsSite
 from vo_similarity.publish.sample import make_sample_workdir
 
 
-def _need_server(reason: str):
-    need(f"these tests need the local DaCHS server: {reason}")
-
-
 @pytest.fixture(scope="session")
-def site() -> DachsSite:
-    site = DachsSite.from_config()
+def site(dachs_scratch) -> DachsSite:
+    site = dachs_scratch.site()
     try:
         site.check_installed()
         site.check_running()
     except DachsError as exc:
-        _need_server(str(exc))
+        need(f"these tests need their own DaCHS server: {exc}")
     return site
 
 
@@ -41,3 +38,21 @@ def published(site, tmp_path_factory) -> Published:
     match = re.search(r"^(SELECT .*?^ORDER BY rank)$", proc.stdout, re.DOTALL | re.MULTILINE)
     assert match, f"no ADQL query in the output of publish:\n{proc.stdout}"
     return Published(work, proc.stdout, match.group(1))
+
+
+@pytest.fixture(autouse=True)
+def _published_set_unchanged(request):
+    """A test that uses the published sample leaves it as it found it.
+
+    So every test sees the same publication whatever ran before it (the suite
+    runs in random order); a test that changes it must put it back.
+    """
+    if "published" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("published")  # autouse fixtures run first: publish before looking
+    site = request.getfixturevalue("site")
+    before = publication_state(site)
+    yield
+    assert publication_state(site) == before, (
+        f"{request.node.name} left the published sample changed")

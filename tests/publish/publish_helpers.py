@@ -33,6 +33,23 @@ def run_publish(*args: str, env: dict | None = None, check: bool = True
     return proc
 
 
+#: Every published neighbour row (outlier as text: NaN != NaN in comparisons).
+SNAPSHOT = ("SELECT model_id, image_id, outlier::text, neighbour_ids, dists "
+            "FROM similarity.neighbour_sets ORDER BY model_id, image_id")
+
+
+def publication_state(site: DachsSite) -> tuple:
+    """What a test must leave as it found it: neighbours, models (but when), images."""
+    with site.connect(autocommit=True) as conn:
+        return (
+            conn.execute(SNAPSHOT).fetchall(),
+            conn.execute("SELECT model_id, name, category, n_images, k, hyperparameters, "
+                         "metrics FROM similarity.models ORDER BY model_id").fetchall(),
+            conn.execute("SELECT image_id, obs_publisher_did FROM similarity.images "
+                         "ORDER BY image_id").fetchall(),
+        )
+
+
 def model_id(site: DachsSite, name: str) -> int:
     from vo_similarity.publish.resdir import published_models
 

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from publish_helpers import MODELS, N_IMAGES, K, model_id, run_publish
+from publish_helpers import MODELS, N_IMAGES, SNAPSHOT, K, model_id, run_publish
 
 from vo_similarity.publish.copy import PAUSE_ENV, load_model_partition
 from vo_similarity.publish.sample import make_sample_workdir
@@ -20,8 +20,6 @@ from vo_similarity.workdir import WorkDir
 
 pytestmark = pytest.mark.dachs
 
-SNAPSHOT = ("SELECT model_id, image_id, outlier::text, neighbour_ids, dists "  # NaN != NaN
-            "FROM similarity.neighbour_sets ORDER BY model_id, image_id")
 
 
 def _copy_backends(conn) -> list[int]:
@@ -90,6 +88,7 @@ def test_readers_never_fail_during_a_republish(site, published):
     model = published.work.model("galactic")
     ids = np.load(model.embedding_ids)
     nb, dist = np.load(model.neighbour_ids), np.load(model.neighbour_dist)
+    outlier = np.load(model.outlier)
     image = int(ids[4])
     query = (f"SELECT n.rank, n.neighbour_id FROM similarity.neighbours AS n "
              f"JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did "
@@ -121,9 +120,10 @@ def test_readers_never_fail_during_a_republish(site, published):
         with site.connect(autocommit=True) as conn:
             for _ in range(3):  # swap the new set in and the old one back, repeatedly
                 time.sleep(1)
-                load_model_partition(conn, mid, ids, nb[:, ::-1], dist[:, ::-1])
+                load_model_partition(conn, mid, ids, nb[:, ::-1], dist[:, ::-1], outlier)
                 time.sleep(1)
-                load_model_partition(conn, mid, ids, nb, dist)
+                # the published set as it was, outlier scores included, for the other tests
+                load_model_partition(conn, mid, ids, nb, dist, outlier)
     finally:
         stop.set()
         for t in threads:

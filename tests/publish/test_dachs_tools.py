@@ -56,3 +56,10 @@ def test_taplint_reports_no_error_from_our_tables(site, published, capsys):
     # the examples we publish ran and the TAP_SCHEMA has our tables
     assert re.search(r"Tables: \d+", report)
     assert "similarity.neighbours" in report
+
+
+def test_dachs_validates_our_rd_without_warnings(site, published):
+    out = site.run("val", "-v", "similarity/q")
+    assert "similarity/q -- OK" in out, out
+    lines = [line for line in out.splitlines() if line.strip() and "-- OK" not in line]
+    assert lines == [], "dachs val -v similarity/q has something to say:\n" + out

@@ -121,7 +121,7 @@ def test_models_live_side_by_side_and_republish_replaces_one(site, published, tm
     sample, galactic = model_id(site, "sample"), model_id(site, "galactic")
     assert before[sample] == before[galactic] == N_IMAGES * K
 
-    # New neighbours for "sample" only, same images (k = 7 now).
+    # New neighbours for "sample" only, same images, k = 7 instead of K.
     other = make_sample_workdir(tmp_path / "other", n=N_IMAGES, k=7, models=("sample",), seed=5)
     work = published.work
     for attr in ("embedding_ids", "neighbour_ids", "neighbour_dist", "outlier"):

@@ -1,19 +1,27 @@
 """``vo-similarity ingest``: read images into the work directory.
 
-Exit status: 0 when no input was rejected, otherwise the number of rejected
-inputs, capped at 100 (each has its line in ``ingest_report.txt``); 2 with a
-message on standard error for a usage error (as argparse does).
+Exit status (:mod:`vo_similarity.cli_common`): 0 when every input became an
+image; 3 when the run finished but some inputs were rejected (each has its
+line in ``ingest_report.txt``); 1 when the sources yield no image at all (an
+empty folder, or every input rejected), with a message naming them and no
+manifest or contact sheet written; 2 for a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-__all__ = ["MAX_EXIT_STATUS", "add_arguments", "parse_range", "run"]
+from vo_similarity.cli_common import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    add_workdir,
+    fail,
+    usage_error,
+)
 
-#: The exit status counts rejected inputs up to this many.
-MAX_EXIT_STATUS = 100
+__all__ = ["add_arguments", "parse_range", "run"]
+
+STAGE = "ingest"
 
 
 def parse_range(text: str) -> tuple[int | None, int | None]:
@@ -38,9 +46,9 @@ def _parse_clip(text: str) -> tuple[float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``vo-similarity ingest``."""
-    from vo_similarity.ingest.pipeline import DEFAULT_AUTHORITY  # light module
+    from vo_similarity.ingest.inputs import DEFAULT_AUTHORITY  # light module
 
-    parser.add_argument("workdir", help="work directory (created if missing)")
+    add_workdir(parser, help="the work directory (created if missing)")
     src = parser.add_argument_group("sources (any combination; images are added in this order)")
     src.add_argument("--builtin", action="store_true",
                      help="the built-in real sample: the 555 deep-sky photographs of "
@@ -67,16 +75,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--authority", default=DEFAULT_AUTHORITY, metavar="AUTH",
                         help="IVOA authority of the publisher DIDs, "
                              f"ivo://AUTH/~?<obs_id> (default {DEFAULT_AUTHORITY})")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the ingest stage; the exit status is the number of rejected inputs (≤ 100)."""
+    """Run the ingest stage; see the module docstring for the exit status."""
+    import sys
     import time
     from pathlib import Path
 
     from vo_similarity.ingest.folder import scan_folder
-    from vo_similarity.ingest.pipeline import ingest
+    from vo_similarity.ingest.pipeline import NoImages, ingest
     from vo_similarity.ingest.preprocess import PreprocessConfig
     from vo_similarity.workdir import WorkDir
 
@@ -84,14 +92,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = PreprocessConfig(size=args.size, clip=tuple(args.clip), stretch=args.stretch)
     except ValueError as exc:
-        return _usage_error(str(exc))
+        return usage_error(STAGE, str(exc))
     work = WorkDir(args.workdir)
     limit = args.limit if args.limit is not None else sys.maxsize
     if limit < 0 or (args.synthetic is not None and args.synthetic < 0):
-        return _usage_error("--limit and --synthetic take a number >= 0")
+        return usage_error(STAGE, "--limit and --synthetic take a number >= 0")
     if not (args.builtin or args.folder or args.synthetic is not None) \
             and not work.manifest.is_file():
-        return _usage_error("no source given: use --builtin, --folder DIR or --synthetic N")
+        return usage_error(STAGE, "no source given: use --builtin, --folder DIR or --synthetic N")
 
     inputs = []
     if args.builtin:
@@ -100,12 +108,16 @@ def run(args: argparse.Namespace) -> int:
         try:
             inputs += stellarium.builtin_sample()
         except FileNotFoundError as exc:
-            return _usage_error(f"built-in sample not available: {exc}")
+            return fail(STAGE, f"built-in sample not available: {exc}")
     for folder in args.folder:
         try:
-            inputs += scan_folder(folder)
+            found = scan_folder(folder)
         except NotADirectoryError as exc:
-            return _usage_error(str(exc))
+            return usage_error(STAGE, str(exc))
+        if not found:
+            return fail(STAGE, f"no image in {folder}: the folder holds no file "
+                               "(hidden ones are skipped)")
+        inputs += found
     inputs = inputs[:limit]
     if args.synthetic:
         from vo_similarity.ingest import synthetic
@@ -113,8 +125,11 @@ def run(args: argparse.Namespace) -> int:
         n = min(args.synthetic, limit - len(inputs))
         inputs += synthetic.write_sky(work.synthetic, n, seed=args.seed)
 
-    result = ingest(inputs, work, config, authority=args.authority, channels=args.channels,
-                    progress=not args.no_progress)
+    try:
+        result = ingest(inputs, work, config, authority=args.authority, channels=args.channels,
+                        progress=args.progress)
+    except NoImages as exc:
+        return fail(STAGE, f"no image in {_sources(args)}: {exc}")
     elapsed = time.perf_counter() - start
     print(f"ingested {result.n_images} images into {work.root} in {elapsed:.1f} s")
     if result.rejected:
@@ -126,9 +141,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("rejected 0 inputs")
     print(f"contact sheet: {work.contact_sheet}")
-    return min(len(result.rejected), MAX_EXIT_STATUS)
+    return EXIT_REJECTED if result.rejected else EXIT_OK
 
 
-def _usage_error(message: str) -> int:
-    print(f"vo-similarity ingest: error: {message}", file=sys.stderr)
-    return 2
+def _sources(args: argparse.Namespace) -> str:
+    """The sources of a run, as the error message names them."""
+    names = (["the built-in sample"] if args.builtin else []) + list(args.folder)
+    if args.synthetic is not None:
+        names.append("the synthetic sky")
+    return ", ".join(names) or f"the manifest of {args.workdir}"

@@ -6,7 +6,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ImageInput"]
+__all__ = ["DEFAULT_AUTHORITY", "ImageInput"]
+
+#: IVOA authority of the publisher DIDs unless one is given (``--authority``).
+DEFAULT_AUTHORITY = "vo-similarity.example"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import numpy as np
 
 from vo_similarity.ingest.contact_sheet import MAX_THUMBNAILS, draw_contact_sheet
-from vo_similarity.ingest.inputs import ImageInput
+from vo_similarity.ingest.inputs import DEFAULT_AUTHORITY, ImageInput
 from vo_similarity.ingest.journal import Journal, JournalEntry
 from vo_similarity.ingest.manifest import read_manifest, write_manifest
 from vo_similarity.ingest.preprocess import PreprocessConfig, preprocess
@@ -39,14 +39,20 @@ from vo_similarity.ingest.raw_image import InputRejected
 from vo_similarity.ingest.readers import read_image
 from vo_similarity.workdir import PIXELS_DIGEST, WorkDir, atomic_write, file_sha256
 
-__all__ = ["DEFAULT_AUTHORITY", "IngestResult", "ingest", "publisher_did"]
+__all__ = ["DEFAULT_AUTHORITY", "IngestResult", "NoImages", "ingest", "publisher_did"]
 
 log = logging.getLogger(__name__)
 
-#: IVOA authority of the publisher DIDs unless one is given (``--authority``).
-DEFAULT_AUTHORITY = "vo-similarity.example"
 #: Bumped when a change of this code changes the outcome for the same input.
 PIPELINE_VERSION = 2
+
+
+class NoImages(ValueError):
+    """A run would leave the work directory without a single image.
+
+    Only the report of the rejected inputs is written then: no manifest, pixels
+    or contact sheet, so an earlier complete work directory stays as it was.
+    """
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,9 @@ def ingest(
 
     Returns:
         The number of images and the rejected inputs with their reasons.
+
+    Raises:
+        NoImages: no input became an image (and the work directory held none).
     """
     from tqdm import tqdm
 
@@ -230,14 +239,16 @@ def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry
         else:
             rejected.append((str(inp.path), entry.reason))
     n, size = len(entries), config.size
+    if not n:
+        _write_report(work, rejected)
+        if rejected:
+            raise NoImages(f"all {len(rejected)} inputs were rejected, one line each in "
+                           f"{work.ingest_report}")
+        raise NoImages("nothing to ingest")
 
     with atomic_write(work.pixels) as tmp_pixels:
-        if n:
-            pixels = np.lib.format.open_memmap(tmp_pixels, mode="w+", dtype=np.float16,
-                                               shape=(n, 1, size, size))
-        else:
-            with open(tmp_pixels, "wb") as f:  # np.save(path) would append ".npy"
-                np.save(f, np.zeros((0, 1, size, size), np.float16))
+        pixels = np.lib.format.open_memmap(tmp_pixels, mode="w+", dtype=np.float16,
+                                           shape=(n, 1, size, size))
         work.previews.mkdir(exist_ok=True)
         rows, thumbs, captions = [], [], []
         for image_id, (inp, key) in enumerate(entries):
@@ -250,9 +261,8 @@ def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry
             if image_id < MAX_THUMBNAILS:
                 thumbs.append(np.asarray(Image.open(io.BytesIO(entry.preview_png))))
                 captions.append(f"{image_id} {row['target_name'] or Path(inp.path).stem}")
-        if n:
-            pixels.flush()
-            del pixels
+        pixels.flush()
+        del pixels
         pixels_digest = file_sha256(tmp_pixels)
     _remove_stale_previews(work, n)
 
@@ -263,12 +273,17 @@ def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry
                                          "preprocess": preprocess_meta,
                                          "pipeline_version": PIPELINE_VERSION})
 
-    with atomic_write(work.ingest_report) as tmp:
-        tmp.write_text("".join(f"{path}\t{reason}\n" for path, reason in rejected))
+    _write_report(work, rejected)
     with atomic_write(work.contact_sheet) as tmp:
         draw_contact_sheet(thumbs, captions, tmp, total=n)
     log.info("ingested %d images into %s, %d rejected", n, work.root, len(rejected))
     return IngestResult(work, n, rejected)
+
+
+def _write_report(work: WorkDir, rejected: list[tuple[str, str]]) -> None:
+    """``ingest_report.txt``: one ``path<TAB>reason`` line per rejected input."""
+    with atomic_write(work.ingest_report) as tmp:
+        tmp.write_text("".join(f"{path}\t{reason}\n" for path, reason in rejected))
 
 
 def _remove_stale_previews(work: WorkDir, n: int) -> None:

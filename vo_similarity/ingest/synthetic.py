@@ -4,7 +4,7 @@ Nine morphologies (:data:`CLASSES`) — point sources, Gaussian blobs, discs wit
 rings and gaps, spirals, edge-on discs, bipolar outflows, rings, filaments and
 double-lobed radio sources — each with random geometry, seen through a random
 elliptical restoring beam, with beam-correlated noise and a Gaussian primary
-beam whose cut leaves a NaN border (DESIGN §2). They give ground truth for
+beam whose cut leaves a NaN border. They give ground truth for
 tests and evaluation and data at any N for benchmarks.
 
 Use :func:`render` (one 2-D image in memory, for training and evaluation code),

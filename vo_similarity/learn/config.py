@@ -82,8 +82,9 @@ class CanonicalConfig:
             and halving the effect of a misjudged radius).
         background_pixels: the pixels the background and noise are measured on:
             ``"nonzero"``, those not zero after smoothing, or ``"unpadded"``, those whose
-            smoothing kernel saw no exact zero (the rule before 2026-11-28, which takes
-            a photograph's black sky, clipped to zeros, for padding).
+            smoothing kernel saw no exact zero (the rule that saved frames without
+            this key were trained with, :data:`LEGACY_CANONICAL`; it takes a
+            photograph's black sky, clipped to zeros, for padding).
     """
 
     enabled: bool = True
@@ -203,7 +204,7 @@ class TrainConfig:
                     raise ValueError(f"unknown {key} keys: {sorted(bad)}; known: {sorted(sub_known)}")
         # files written before the canonical frame existed load with it off; a frame
         # saved before some of its keys existed keeps the values they had implicitly.
-        # A partial, hand-written frame takes today's defaults for what it leaves out.
+        # A partial, hand-written frame takes the defaults for what it leaves out.
         canonical = data.get("canonical")
         if canonical is None:
             data["canonical"] = {"enabled": False}

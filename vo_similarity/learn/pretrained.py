@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from vo_similarity.learn.config import TrainConfig
+from vo_similarity.resources import shipped_model_files
 from vo_similarity.workdir import ModelDir, WorkDir, atomic_write
 
 __all__ = [
@@ -30,9 +31,8 @@ __all__ = [
     "shipped_available",
 ]
 
-DATA = Path(__file__).resolve().parent.parent / "data"
-SHIPPED_WEIGHTS = DATA / "simclr_builtin.fp16.pt"
-SHIPPED_CONFIG = DATA / "simclr_builtin.config.json"
+SHIPPED_WEIGHTS, SHIPPED_CONFIG = shipped_model_files()
+DATA = SHIPPED_WEIGHTS.parent
 
 
 def shipped_available(source: Path = DATA) -> bool:

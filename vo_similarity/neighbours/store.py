@@ -1,4 +1,4 @@
-"""Read a model's embeddings and write its neighbour files (DESIGN §1).
+"""Read a model's embeddings and write its neighbour files.
 
 The outputs are ``numpy.lib.format.open_memmap`` files written under a
 temporary name beside the final one (:func:`vo_similarity.workdir.atomic_write`)

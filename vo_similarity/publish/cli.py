@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from vo_similarity.cli_common import EXIT_OK, add_workdir, fail
+
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("workdir", help="the work directory (manifest, previews, models/)")
-    parser.add_argument("--model", "-m", action="append", dest="models", metavar="NAME",
-                        help="publish this model's neighbours (repeatable; default: all)")
-    parser.add_argument("--gavo-rc", default="/etc/gavo.rc",
-                        help="DaCHS's configuration file (default: %(default)s)")
+    """Declare the options of ``vo-similarity publish``."""
+    add_workdir(parser, help="the work directory (manifest, previews, models/)")
+    parser.add_argument("-m", "--model", action="append", dest="models", metavar="NAME",
+                        help="publish this model's neighbours, a folder below WORKDIR/models "
+                             "(repeatable; default: every model of WORKDIR)")
+    parser.add_argument("--gavo-rc", default=None, metavar="FILE",
+                        help="DaCHS's settings file (default: $GAVOSETTINGS, else /etc/gavo.rc)")
     parser.add_argument("--no-metadata", action="store_true",
                         help="skip `dachs imp -m` and `dachs limits` (faster republish)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Publish the work directory and print where and how to query it."""
     import subprocess
 
     import psycopg
@@ -30,11 +35,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         site = DachsSite.from_config(args.gavo_rc)
         report = publish(WorkDir(args.workdir), site, args.models,
-                         progress=not args.quiet, refresh_metadata=not args.no_metadata)
+                         progress=args.progress, refresh_metadata=not args.no_metadata)
     except (DachsError, WorkDirIncomplete, FileNotFoundError, ValueError, RuntimeError,
             psycopg.Error, subprocess.TimeoutExpired) as exc:
-        print(f"vo-similarity publish: {exc}", file=sys.stderr)
-        return 1
+        return fail("publish", str(exc))
 
     print(f"Published in DaCHS at {report.url} (TAP: {report.url}/tap)")
     print("images:", "imported" if report.images_imported else "unchanged")
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         one_line = " ".join(query.split())
         print(f"\nWith STILTS:\n  stilts tapquery tapurl={report.url}/tap ofmt=csv "
               + _shell_word(f"adql={one_line}"))
-    return 0
+    return EXIT_OK
 
 
 def _shell_word(text: str) -> str:

@@ -20,7 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RD_ID", "SCHEMA", "DachsError", "DachsSite"]
+__all__ = ["DEFAULT_SETTINGS", "RD_ID", "SCHEMA", "DachsError", "DachsSite", "settings_path",
+           "write_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,7 @@ class DachsError(RuntimeError):
 
 def _read_gavo_rc(path: Path) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None)
-    if path.is_file():
-        parser.read(path, encoding="utf-8")
+    parser.read(path, encoding="utf-8")
     return parser
 
 
@@ -59,6 +59,33 @@ def _read_key_values(path: Path, seen: set[Path] | None = None) -> dict[str, str
     return values
 
 
+#: The settings file of the operator's DaCHS (scripts/setup_dachs.sh writes it).
+DEFAULT_SETTINGS = Path("/etc/gavo.rc")
+
+
+def settings_path(gavo_rc: str | os.PathLike[str] | None = None) -> Path:
+    """The DaCHS settings file to use: ``gavo_rc`` if given, else ``$GAVOSETTINGS``,
+    else ``/etc/gavo.rc`` -- the order DaCHS itself follows, an explicit choice first."""
+    if gavo_rc is not None:
+        return Path(gavo_rc)
+    return Path(os.environ.get("GAVOSETTINGS") or DEFAULT_SETTINGS)
+
+
+def write_settings(path: Path, *, root: Path, port: int, authority: str,
+                   sitename: str = "vo-similarity") -> None:
+    """Write a DaCHS settings file for a server on 127.0.0.1:``port``.
+
+    The same keys as ``scripts/setup_dachs.sh`` writes into ``/etc/gavo.rc``.
+    """
+    text = (f"[general]\nrootDir: {root}\n\n"
+            f"[web]\nbindAddress: 127.0.0.1\nserverPort: {port}\n"
+            f"serverURL: http://127.0.0.1:{port}\nsitename: {sitename}\n"
+            "corsOriginPat: .*\n\n"
+            f"[ivoa]\nauthority: {authority}\n")
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o644)
+
+
 @dataclass(frozen=True)
 class DachsSite:
     """One DaCHS installation on this machine.
@@ -67,21 +94,41 @@ class DachsSite:
         root: DaCHS's root directory (``[general]rootDir``).
         url: base URL of its web server, e.g. ``http://127.0.0.1:8080``.
         authority: its IVOA authority (``[ivoa]authority``).
+        settings: its settings file; every ``dachs`` command run through
+            :meth:`run` gets it as ``GAVOSETTINGS``, so it acts on this site.
     """
 
     root: Path
     url: str
     authority: str
+    settings: Path = DEFAULT_SETTINGS
 
     @classmethod
-    def from_config(cls, gavo_rc: str | os.PathLike[str] = "/etc/gavo.rc") -> DachsSite:
-        """Read root, URL and authority from ``gavo.rc`` (env ``GAVOSETTINGS`` wins)."""
-        rc = _read_gavo_rc(Path(os.environ.get("GAVOSETTINGS", gavo_rc)))
+    def from_config(cls, gavo_rc: str | os.PathLike[str] | None = None) -> DachsSite:
+        """Read root, URL and authority from a settings file (see :func:`settings_path`).
+
+        Raises:
+            DachsError: the settings file does not exist. Falling back to
+                DaCHS's defaults would silently address another instance.
+        """
+        path = settings_path(gavo_rc)
+        if not path.is_file():
+            raise DachsError(f"no DaCHS settings file {path}; run scripts/setup_dachs.sh as "
+                             "root first (or name another with --gavo-rc / GAVOSETTINGS)")
+        rc = _read_gavo_rc(path)
         root = Path(rc.get("general", "rootDir", fallback="/var/gavo"))
         port = rc.get("web", "serverPort", fallback="8080")
         url = rc.get("web", "serverURL", fallback=f"http://127.0.0.1:{port}")
         authority = rc.get("ivoa", "authority", fallback="x-unregistred")
-        return cls(root=root, url=url.rstrip("/"), authority=authority)
+        return cls(root=root, url=url.rstrip("/"), authority=authority, settings=path)
+
+    def environ(self) -> dict[str, str]:
+        """The process environment for ``dachs`` commands that act on this site."""
+        env = {**os.environ, "GAVOSETTINGS": str(self.settings)}
+        if self.settings != DEFAULT_SETTINGS:
+            # a per-user ~/.gavorc must not redirect a non-default site elsewhere
+            env["GAVOCUSTOM"] = str(self.settings.with_name("no-gavorc"))
+        return env
 
     # -- places --------------------------------------------------------------
     @property
@@ -151,13 +198,22 @@ class DachsSite:
             ) from exc
 
     # -- the dachs command ---------------------------------------------------
-    def run(self, *args: str, timeout: float = 3600) -> str:
-        """Run ``dachs ARGS`` and return its output; raise :class:`DachsError` on failure."""
+    def run(self, *args: str, timeout: float = 3600, env: dict[str, str] | None = None) -> str:
+        """Run ``dachs ARGS`` on this site and return its output.
+
+        Args:
+            args: the sub-command and its arguments.
+            timeout: seconds before :class:`subprocess.TimeoutExpired`.
+            env: extra environment variables (e.g. ``PGPASSFILE``).
+
+        Raises:
+            DachsError: the command failed; the message has its output.
+        """
         cmd = ["dachs", *args]
         log.info("running %s", " ".join(cmd))
         proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False
-        )
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+            check=False, env={**self.environ(), **(env or {})})
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
             raise DachsError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{output}")

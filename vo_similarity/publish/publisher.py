@@ -20,20 +20,19 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from ..resources import sql_files
 from ..workdir import PIXELS_DIGEST, ModelDir, WorkDir
 from . import resdir as rd
 from .copy import PUBLISH_LOCK, stage_model, swap_in
 from .dachs import RD_ID, DachsSite
 
-__all__ = ["SQL_DIR", "ModelReport", "PublishReport", "check_workdir", "publish"]
+__all__ = ["ModelReport", "PublishReport", "check_workdir", "publish"]
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 
 class WorkDirIncomplete(ValueError):
@@ -116,9 +115,9 @@ def _load_arrays(model: ModelDir):
     return ids, nb, dist, outlier
 
 
-def apply_sql(conn, sql_dir: Path = SQL_DIR) -> None:
+def apply_sql(conn) -> None:
     """Run every ``sql/*.sql`` file (idempotent DDL), in name order."""
-    for path in sorted(sql_dir.glob("*.sql")):
+    for path in sql_files():
         log.info("applying %s", path.name)
         with conn.transaction():
             conn.execute(path.read_text(encoding="utf-8"))
@@ -245,7 +244,7 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
         # Column statistics of the tables; not of the views, whose statistics
         # would unnest every neighbour (10^9 rows at N = 10^6).
         site.run("limits", f"{RD_ID}#images", f"{RD_ID}#models")
-    # New TAP examples, or an RD link the running server has not seen: reload.
+    # New TAP examples, or an RD the running server has not seen: reload.
     if rd.install_tap_examples(site) or rd_changed:
         site.run("serv", "reload")
     return report

@@ -1,19 +1,25 @@
 """The resource directory inside DaCHS's inputs: the RD, the files it serves.
 
-``/var/gavo/inputs/similarity`` is a real directory whose ``q.rd`` is a link to
-the repository's ``resdir/similarity/q.rd``, so that editing the RD needs no
-reinstall, while the files written per publication (``data/``) stay out of the
-source tree:
+``<DaCHS root>/inputs/similarity`` holds copies of the package's resource files
+(``q.rd``, from the repository's ``resdir/similarity``; see
+:func:`vo_similarity.resources.resource_dir`), refreshed by every publish, and
+the files written per publication:
 
     data/images.csv            the manifest as DaCHS's csvGrammar reads it
     data/images/<id>.<ext>     the image files behind ObsCore's access_url
     data/previews/<id>.png     the PNG previews
     data/models/<name>.json    one file per published model (models table)
+
+Copies rather than links: the server runs as DaCHS's own user, which must be
+able to read them wherever the package is installed (a virtual environment
+below ``/root`` is not readable by others), and a publication must not change
+when a checkout is edited or removed.
 """
 
 from __future__ import annotations
 
 import csv
+import filecmp
 import json
 import logging
 import math
@@ -23,11 +29,11 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..resources import resource_dir
 from ..workdir import ModelDir, WorkDir, atomic_write, file_sha256
 from .dachs import SCHEMA, DachsSite
 
 __all__ = [
-    "REPO_RESDIR",
     "install_resdir",
     "install_tap_examples",
     "mark_images_imported",
@@ -38,36 +44,45 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The resource directory in this repository.
-REPO_RESDIR = Path(__file__).resolve().parents[2] / "resdir" / SCHEMA
-
 _IMAGE_COLUMNS = ["image_id", "obs_publisher_did", "obs_id", "target_name", "s_ra", "s_dec",
                   "s_fov", "category", "credit", "source_path", "label"]
 
 
-def install_resdir(site: DachsSite, source: Path = REPO_RESDIR) -> bool:
-    """Create ``inputs/similarity`` with a link to our RD.
+def install_resdir(site: DachsSite, source: Path | None = None) -> bool:
+    """Copy our resource files into ``inputs/similarity`` where they differ.
+
+    Args:
+        site: the DaCHS installation.
+        source: the resource folder (default: the one shipped with the package).
 
     Returns:
-        True when the link was created or now points elsewhere (e.g. another
-        checkout): a running server may have cached the old RD, or its failure
-        to find one, and needs ``dachs serv reload``.
+        True when a file was written: a running server may have cached the old
+        RD, or its failure to find one, and needs ``dachs serv reload``.
     """
+    source = source or resource_dir(SCHEMA)
+    if not (source / "q.rd").is_file():
+        raise FileNotFoundError(f"the RD {source / 'q.rd'} is missing")
     target = site.resdir
-    if target.is_symlink():  # an older layout: a link to the whole resdir
+    # a link (to a checkout's resdir) would make the service follow the checkout
+    if target.is_symlink():
         target.unlink()
     (target / "data" / "models").mkdir(parents=True, exist_ok=True)
-    link = target / "q.rd"
-    rd = source / "q.rd"
-    if not rd.is_file():
-        raise FileNotFoundError(f"the RD {rd} is missing")
-    if not (link.is_symlink() and Path(os.readlink(link)) == rd):
-        with atomic_write(link) as tmp:
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(rd)
-        log.info("linked %s -> %s", link, rd)
-        return True
-    return False
+    changed = False
+    for src in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = src.relative_to(source)
+        if rel.parts[0] == "data" or src.name == "__init__.py" or "__pycache__" in rel.parts:
+            continue
+        dst = target / rel
+        # a link (to a checkout's q.rd) is replaced by a copy, for the same reason
+        if dst.is_file() and not dst.is_symlink() and filecmp.cmp(src, dst, shallow=False):
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(dst) as tmp:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)  # DaCHS's server user must read it
+        log.info("installed %s", dst)
+        changed = True
+    return changed
 
 
 def _text(value) -> str:

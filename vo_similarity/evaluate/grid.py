@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vo_similarity.evaluate.metrics import similarity_ranking
 from vo_similarity.learn.data import ImageSet
-from vo_similarity.learn.metrics import similarity_ranking
 from vo_similarity.workdir import atomic_write
 
 __all__ = ["neighbour_grid"]

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from vo_similarity.learn.cli_common import add_common, reports_errors, set_threads
+from vo_similarity.cli_common import (
+    EXIT_OK,
+    UsageError,
+    add_common,
+    existing_file,
+    reports_errors,
+    require_ingested,
+    set_threads,
+)
 
 #: command-line flag -> config field, for the hyperparameters settable without a file
 _OVERRIDES = {
@@ -17,8 +25,9 @@ _OVERRIDES = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``vo-similarity train``."""
     add_common(parser)
-    parser.add_argument("--config", metavar="FILE",
+    parser.add_argument("--config", metavar="FILE", type=existing_file,
                         help="JSON config (e.g. tune's best_config.json); flags override it")
     parser.add_argument("--category", help="train on this manifest category only")
     parser.add_argument("--epochs", type=int)
@@ -38,7 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "network (config key canonical.enabled; on in the default config)")
     parser.add_argument("--restart", action="store_true",
                         help="discard an existing checkpoint instead of resuming from it")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--shipped", action="store_true",
                         help="do not train: install the checkpoint shipped with the package")
 
@@ -57,26 +65,33 @@ def build_config(args: argparse.Namespace):
 
 @reports_errors("train")
 def run(args: argparse.Namespace) -> int:
-    from vo_similarity.learn.train import train
+    """Train (or install the shipped checkpoint as) the model ``--model``."""
     from vo_similarity.workdir import WorkDir
 
-    set_threads(args.threads)
     work = WorkDir(args.workdir)
     if args.shipped:
         from vo_similarity.learn.pretrained import install_shipped
 
         model_dir = install_shipped(work, args.model)
         print(f"installed the shipped checkpoint as model {args.model!r}: {model_dir.weights}")
-        return 0
-    cfg = build_config(args)
+        return EXIT_OK
+    try:
+        cfg = build_config(args)
+    except ValueError as exc:  # a flag's value the config refuses
+        raise UsageError(str(exc)) from exc
+    require_ingested(args.workdir)
+
+    from vo_similarity.learn.train import train
+
+    set_threads(args.threads)
     model_dir = work.model(cfg.name)
-    result = train(work, cfg, model_dir, device=args.device, progress=not args.no_progress,
+    result = train(work, cfg, model_dir, device=args.device, progress=args.progress,
                    restart=args.restart)
     if int(os.environ.get("RANK", "0")) != 0:
-        return 0  # under torchrun only rank 0 reports
+        return EXIT_OK  # under torchrun only rank 0 reports
     if result.losses:
         print(f"model {cfg.name!r} (category {cfg.category or 'all'}): {len(result.losses)} epochs, "
               f"final loss {result.losses[-1]:.4f}, {result.seconds:.0f} s this run, "
               f"{result.images_per_second:.0f} images/s")
     print(f"weights: {model_dir.weights}\nloss curve: {model_dir.loss_plot}")
-    return 0
+    return EXIT_OK

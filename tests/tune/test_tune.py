@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from vo_similarity.learn.config import TrainConfig
-from vo_similarity.learn.tune import suggest_config, tune
+from vo_similarity.tune.tune import suggest_config, tune
 
 
 @pytest.mark.slow

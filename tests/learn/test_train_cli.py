@@ -1,6 +1,9 @@
+"""train, embed and evaluate through the command, as a user runs them."""
+
 import numpy as np
 
 from vo_similarity.cli import main
+from vo_similarity.cli_common import EXIT_FAILURE, EXIT_USAGE
 
 
 def test_train_embed_evaluate_through_the_command(tiny_workdir, capsys):
@@ -15,8 +18,9 @@ def test_train_embed_evaluate_through_the_command(tiny_workdir, capsys):
     assert np.load(tiny_workdir.model("cli").embeddings).shape == (48, 32)
 
 
-def test_bad_input_is_one_line_and_status_2(tiny_workdir, capsys):
-    assert main(["train", str(tiny_workdir.root), "--model", "bad", "--width", "2"]) == 2
+def test_a_refused_value_is_a_usage_error_a_missing_model_a_failure(tiny_workdir, capsys):
+    assert main(["train", str(tiny_workdir.root), "--model", "bad", "--width", "2"]) \
+        == EXIT_USAGE
     assert "width must be >= 4" in capsys.readouterr().err
-    assert main(["embed", str(tiny_workdir.root), "--model", "missing"]) == 2
-    assert "run `vo-similarity train`" in capsys.readouterr().err
+    assert main(["embed", str(tiny_workdir.root), "--model", "missing"]) == EXIT_FAILURE
+    assert "run `vo-similarity train " in capsys.readouterr().err

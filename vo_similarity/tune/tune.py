@@ -17,10 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from vo_similarity.embed.embed import embed_images
+from vo_similarity.evaluate.evaluate import (
+    InvarianceTransform,
+    score_embeddings,
+    transformed_copies,
+)
 from vo_similarity.learn.config import TrainConfig
 from vo_similarity.learn.data import load_images
-from vo_similarity.learn.embed import embed_images
-from vo_similarity.learn.evaluate import InvarianceTransform, score_embeddings, transformed_copies
 from vo_similarity.learn.train import train
 from vo_similarity.workdir import WorkDir, atomic_write
 

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from vo_similarity.embed.embed import embed_images, load_trained
+from vo_similarity.evaluate.metrics import invariance, mean_average_precision, precision_at_k
 from vo_similarity.learn.augment import random_affine_matrices, warp
 from vo_similarity.learn.data import ImageSet, load_images
-from vo_similarity.learn.embed import embed_images, load_trained
-from vo_similarity.learn.metrics import invariance, mean_average_precision, precision_at_k
 from vo_similarity.learn.model import build_model
 from vo_similarity.workdir import WorkDir, atomic_write
 
@@ -145,7 +145,7 @@ def evaluate_model(
     with atomic_write(model_dir.evaluation) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     if grid:
-        from vo_similarity.learn.grid import neighbour_grid
+        from vo_similarity.evaluate.grid import neighbour_grid
 
         neighbour_grid(data, vectors, model_dir.evaluation_grid, seed=transform.seed,
                        title=f"{model_name}: queries (left) and nearest neighbours")

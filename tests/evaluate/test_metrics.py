@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vo_similarity.learn.metrics import invariance, mean_average_precision, precision_at_k
+from vo_similarity.evaluate.metrics import invariance, mean_average_precision, precision_at_k
 
 
 def unit(v):
