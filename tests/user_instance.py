@@ -3,7 +3,8 @@
 The digest covers every row of DaCHS's and our schemas (``similarity``,
 ``ivoa``, ``tap_schema``, ``dc``), the settings file, the files of DaCHS's
 ``etc/`` and of our resource directory, and whether the server answers. It
-leaves out what a running server changes by itself: logs, state, caches.
+leaves out what a running server changes by itself: logs, state, caches and
+the job tables of asynchronous queries.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from vo_similarity.publish.dachs import DachsError, DachsSite
 
 #: Schemas whose rows make up a DaCHS publication.
 SCHEMAS = ("similarity", "ivoa", "tap_schema", "dc")
+#: Tables a serving DaCHS writes by itself: the UWS jobs of async TAP and DataLink
+#: queries, which users of the service may run while the suite does.
+SERVER_STATE = ("tap_schema.tapjobs", "dc.datalinkjobs")
 
 
 def _tables(conn) -> list[str]:
@@ -22,7 +26,7 @@ def _tables(conn) -> list[str]:
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind = 'r' AND n.nspname = ANY(%s) ORDER BY 1", (list(SCHEMAS),)).fetchall()
-    return [name for (name,) in rows]
+    return [name for (name,) in rows if name not in SERVER_STATE]
 
 
 def rows_digest(site: DachsSite) -> dict[str, str]:
