@@ -34,7 +34,6 @@ __all__ = ["ModelReport", "PublishReport", "check_workdir", "publish"]
 log = logging.getLogger(__name__)
 
 
-
 class WorkDirIncomplete(ValueError):
     """The work directory lacks files that publishing needs."""
 

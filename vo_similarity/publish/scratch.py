@@ -9,7 +9,8 @@ DaCHS reads its settings file from the environment variable ``GAVOSETTINGS``
 settings file and exports both to every ``dachs`` process it starts. Its
 PostgreSQL cluster is made with ``initdb`` in a temporary folder, listens on
 127.0.0.1 only, on a free port, with a random superuser password; ``dachs
-init`` then creates DaCHS's roles and tables there (about 5 s in all).
+init`` then creates DaCHS's roles and tables there (6–12 s to the first TAP
+answer on 2 cores).
 
 Start and stop need root, as ``scripts/setup_dachs.sh`` does: PostgreSQL runs
 as ``postgres``, DaCHS's server drops to ``gavo``. An instance left behind by a
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 #: Folders of scratch instances are ``<tmp>/PREFIX*``; ``owner.pid`` inside names the
 #: process that made one, so that a later start can tell a stale one.
 PREFIX = "vo-similarity-dachs-"
+#: Inside such a folder: DaCHS's settings file, DaCHS's root, PostgreSQL's data.
+_SETTINGS, _ROOT, _PG_DATA = "gavo.rc", "gavo", "pg"
 
 
 def _free_port() -> int:
@@ -127,15 +130,15 @@ class ScratchDachs:
     # -- places ----------------------------------------------------------------
     @property
     def settings(self) -> Path:
-        return self.base / "gavo.rc"
+        return self.base / _SETTINGS
 
     @property
     def root(self) -> Path:
-        return self.base / "gavo"
+        return self.base / _ROOT
 
     @property
     def pg_data(self) -> Path:
-        return self.base / "pg"
+        return self.base / _PG_DATA
 
     @property
     def url(self) -> str:
@@ -260,8 +263,8 @@ def _stop_folder(base: Path) -> None:
     """Stop whatever runs from the scratch folder ``base`` and remove it."""
     if not base.is_dir():
         return
-    settings = base / "gavo.rc"
-    pid = _server_pid(base / "gavo")
+    settings = base / _SETTINGS
+    pid = _server_pid(base / _ROOT)
     if settings.is_file() and pid is not None and _alive(pid):
         with contextlib.suppress(DachsError, OSError, subprocess.TimeoutExpired):
             DachsSite.from_config(settings).run("serv", "stop", timeout=60)
@@ -272,9 +275,9 @@ def _stop_folder(base: Path) -> None:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    if (base / "pg" / "postmaster.pid").is_file():
+    if (base / _PG_DATA / "postmaster.pid").is_file():
         with contextlib.suppress(DachsError, subprocess.TimeoutExpired):
-            _as_postgres(_postgres_bin() / "pg_ctl", "-D", base / "pg", "-m", "fast", "-w",
+            _as_postgres(_postgres_bin() / "pg_ctl", "-D", base / _PG_DATA, "-m", "fast", "-w",
                          "stop", timeout=60)
     shutil.rmtree(base, ignore_errors=True)
 
