@@ -9,7 +9,9 @@ Measures, on a scratch DaCHS instance of its own (vo_similarity.publish.scratch;
   layout (one row per image with arrays) and, for comparison, a heap with one
   row per neighbour under a BRIN or a B-tree index;
 * median and 95th percentile of the top-20 ADQL join over TAP (sync, keep-alive)
-  beside a trivial TAP query's (DaCHS's floor);
+  beside a trivial TAP query's (DaCHS's floor), and of the short form on the
+  view ``similarity.similar`` (target: median <= 1.5 x the trivial query's),
+  the three taking turns;
 * with 8 concurrent clients running the join during a republish, the number of
   errors and of answers that are neither the old nor the new set.
 
@@ -45,6 +47,10 @@ JOIN = ("SELECT TOP 20 n.rank, n.dist, o.obs_publisher_did, o.target_name, o.s_r
         "JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did "
         "WHERE n.image_id = {image} AND n.model_id = {model} AND n.rank <= 20 ORDER BY rank")
 TRIVIAL = "SELECT TOP 1 model_id FROM similarity.models"
+SHORT = ("SELECT TOP 20 * FROM similarity.similar WHERE query_did = '{did}' "
+         "AND model_id = {model} AND rank <= 20 ORDER BY rank")
+#: the short form's target: its TAP median at most this times the trivial query's
+SHORT_TARGET = 1.5
 
 
 def tap_sync(session, url: str, query: str) -> str:
@@ -66,6 +72,23 @@ def latencies(url: str, queries: list[str]) -> list[float]:
             t0 = time.perf_counter()
             tap_sync(s, url, q)
             times.append(time.perf_counter() - t0)
+    return times
+
+
+def interleaved(url: str, queries: dict[str, list[str]]) -> dict[str, list[float]]:
+    """Seconds per query, the kinds taking turns (so load on a shared machine
+    falls on all of them alike)."""
+    import requests
+
+    times: dict[str, list[float]] = {name: [] for name in queries}
+    with requests.Session() as s:
+        for name, qs in queries.items():
+            tap_sync(s, url, qs[0])  # warm the connection and DaCHS's caches
+        for i in range(min(len(qs) for qs in queries.values())):
+            for name, qs in queries.items():
+                t0 = time.perf_counter()
+                tap_sync(s, url, qs[i])
+                times[name].append(time.perf_counter() - t0)
     return times
 
 
@@ -185,6 +208,17 @@ def run(args: argparse.Namespace, site: DachsSite) -> None:
               f"p95 {1000 * pct(tj, 95):.1f} ms; trivial TAP query: median "
               f"{1000 * statistics.median(tt):.1f} ms, p95 {1000 * pct(tt, 95):.1f} ms "
               f"({args.queries} queries each)")
+        dids = [f"ivo://vo-similarity.example/~?sample-{int(i):06d}"
+                for i in rng.choice(ids, args.queries)]
+        t = interleaved(site.url, {
+            "short": [SHORT.format(did=d, model=mid) for d in dids],
+            "join": [JOIN.format(image=int(i), model=mid) for i in rng.choice(ids, args.queries)],
+            "trivial": [TRIVIAL] * args.queries})
+        med = {name: 1000 * statistics.median(v) for name, v in t.items()}
+        print(f"interleaved: short form (similarity.similar) median {med['short']:.1f} ms, "
+              f"p95 {1000 * pct(t['short'], 95):.1f} ms; long join median {med['join']:.1f} ms; "
+              f"trivial median {med['trivial']:.1f} ms; short/trivial "
+              f"{med['short'] / med['trivial']:.2f} (target <= {SHORT_TARGET})")
 
         # Republish (different neighbours) while clients query.
         new_nb, new_dist = np.roll(nb, 1, axis=1), np.roll(dist, 1, axis=1)

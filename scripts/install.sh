@@ -3,7 +3,8 @@
 # Idempotent: a second run checks and returns in seconds.
 #   - Debian packages: the built-in real sample (stellarium-data), real FITS test
 #     files (ftools-fv); PostgreSQL + GAVO DaCHS come with scripts/setup_dachs.sh.
-#   - a virtual environment in .venv with the package installed editable (+ dev tools).
+#   - a virtual environment in .venv with the package installed editable, with the
+#     archive pipeline (extra `pipeline`: torch, lightly, ...) and the dev tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,10 +31,10 @@ fi
 stamp=.venv/.vo-similarity-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "install: Python packages (torch, lightly, astropy, pyvo, ...); the first time takes a few minutes"
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+    echo "install: Python packages (the client, and the pipeline extra: torch, lightly, ...); the first time takes a few minutes"
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[pipeline,dev]' 2>&1 \
         | grep -v "is ignored: it is neither a file nor a directory" || true
-    .venv/bin/python -c "import vo_similarity, torch, torchvision, lightly" \
+    .venv/bin/python -c "import vo_similarity.client, torch, torchvision, lightly, onnx" \
         || { echo "install: the Python environment is broken (see above)" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi

@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from real_components import need
+from scratch_instances import STARTED, register
 from user_instance import differences, instance_state, user_site
 
 from vo_similarity.learn.config import TrainConfig
@@ -41,8 +42,6 @@ from vo_similarity.workdir import WorkDir
 
 _GUARD = Path(tempfile.gettempdir()) / "vo-similarity-tests-no-dachs" / "gavo.rc"
 _user: dict[str, object] = {}
-#: the scratch instances this session started (others may belong to a concurrent run)
-_started: list[Path] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,7 +68,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         problems += [f"the operator's DaCHS ({DEFAULT_SETTINGS}) changed during the tests: {c}"
                      for c in changed]
     problems += [f"a process of the suite's DaCHS outlived it: {_command(pid)}"
-                 for base in _started for pid in processes_using(str(base))]
+                 for base in STARTED for pid in processes_using(str(base))]
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         for line in problems:
@@ -85,7 +84,7 @@ def dachs_scratch() -> ScratchDachs:
         scratch = ScratchDachs.start()
     except DachsError as exc:
         need(f"these tests need their own DaCHS instance: {exc}")
-    _started.append(scratch.base)
+    register(scratch)
     saved = {key: os.environ.get(key) for key in ("GAVOSETTINGS", "GAVOCUSTOM")}
     os.environ.update(scratch.environ())
     try:

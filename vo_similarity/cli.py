@@ -23,6 +23,7 @@ from vo_similarity.cli_common import (
     EXIT_USAGE,
     add_output_options,
     configure_logging,
+    fail,
     merge_output_options,
 )
 
@@ -37,6 +38,11 @@ STAGES: dict[str, tuple[str, str]] = {
     "publish": ("vo_similarity.publish.cli", "load images and neighbours into GAVO DaCHS"),
     "demo": ("vo_similarity.demo", "run the whole pipeline on the built-in sample"),
 }
+
+#: what the extra ``pipeline`` installs (pyproject.toml), as imported: the stages need
+#: it, the client (``pip install vo-similarity``) does not
+PIPELINE_MODULES = frozenset({"torch", "torchvision", "lightly", "optuna", "sklearn", "psycopg",
+                              "scipy", "matplotlib", "tqdm", "onnx"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     merge_output_options(parser, args)
     configure_logging(args.verbose)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in PIPELINE_MODULES:
+            raise
+        # a client-only install: the stages are the archive's, in the extra
+        return fail(args.stage, f"needs the archive pipeline ({exc.name} is not installed): "
+                                "pip install 'vo-similarity[pipeline]'")
 
 
 if __name__ == "__main__":

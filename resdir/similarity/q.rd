@@ -132,6 +132,26 @@
     <column name="metrics" type="text" ucd="stat.fit.goodness"
       tablehead="Metrics"
       description="Evaluation metrics with baselines (JSON), where evaluated."/>
+    <column name="dim" type="smallint" ucd="meta.number"
+      tablehead="D"
+      description="Dimension of the model's embedding vectors (NULL where its
+        embeddings are not published).">
+      <values nullLiteral="-1"/>
+    </column>
+    <column name="weights_url" type="text" ucd="meta.ref.url"
+      tablehead="Weights"
+      description="URL of the model as an ONNX file (input images float32
+        [1, 1, S, S] in [0, 1], S = preprocess.size; output embedding float32
+        [1, dim], unit length), for embedding one's own images the way the
+        published ones were; NULL for models without trained weights."/>
+    <column name="weights_sha256" type="text" ucd="meta.checksum"
+      tablehead="SHA-256"
+      description="Hex SHA-256 of the file at weights_url."/>
+    <column name="preprocess" type="text" ucd="meta.note"
+      tablehead="Preprocessing"
+      description="How a raw image becomes the model's input (JSON: size,
+        clip, stretch, softening, preview_size), as the images were
+        ingested."/>
     <index columns="name" name="models_name"/>
   </table>
 
@@ -240,9 +260,95 @@
     </viewStatement>
   </table>
 
+  <table id="similar" onDisk="True" adql="True">
+    <meta name="description">The short form of "images like this one": one
+      row per (model, query image, rank) with the neighbour's ObsCore
+      columns, so that no join is needed.  Query it by query_did, model_id
+      and rank, e.g. WHERE query_did = '...' AND model_id = 1 AND rank &lt;= 20
+      ORDER BY rank; the rank condition lets PostgreSQL unnest only those
+      ranks.</meta>
+    <column original="neighbours.model_id"/>
+    <column name="query_did" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="Query DID"
+      description="Publisher DID of the query image; joins
+        ivoa.obscore.obs_publisher_did."/>
+    <column name="query_obs_id" type="text" ucd="meta.id"
+      tablehead="Query obs. id"
+      description="obs_id of the query image."/>
+    <column name="query_ra" type="double precision" unit="deg"
+      ucd="pos.eq.ra" tablehead="Query RA"
+      description="ICRS right ascension of the query image's centre."/>
+    <column name="query_dec" type="double precision" unit="deg"
+      ucd="pos.eq.dec" tablehead="Query Dec"
+      description="ICRS declination of the query image's centre."/>
+    <column original="neighbours.rank"/>
+    <column original="neighbours.dist"/>
+    <column name="obs_publisher_did" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="DID"
+      description="Publisher DID of the similar image (the neighbour); joins
+        ivoa.obscore.obs_publisher_did."/>
+    <column name="obs_id" type="text" ucd="meta.id"
+      tablehead="Obs. id"
+      description="obs_id of the similar image."/>
+    <column name="target_name" type="text" ucd="meta.id;src"
+      tablehead="Target"
+      description="Astronomical object in the similar image, if any."/>
+    <column name="s_ra" type="double precision" unit="deg"
+      ucd="pos.eq.ra;meta.main" tablehead="RA"
+      description="ICRS right ascension of the similar image's centre."/>
+    <column name="s_dec" type="double precision" unit="deg"
+      ucd="pos.eq.dec;meta.main" tablehead="Dec"
+      description="ICRS declination of the similar image's centre."/>
+    <column name="s_fov" type="real" unit="deg"
+      ucd="phys.angSize;instr.fov" tablehead="FoV"
+      description="Diameter of the similar image's field of view."/>
+    <column name="access_url" type="text" ucd="meta.ref.url"
+      tablehead="Access URL" displayHint="type=product"
+      description="URL of the similar image's file (as in
+        ivoa.obscore.access_url)."/>
+    <column name="access_format" type="text" ucd="meta.code.mime"
+      tablehead="Media Type"
+      description="Media type of the file behind access_url."/>
+    <column name="preview" type="text" ucd="meta.ref.url;meta.preview"
+      tablehead="Preview" displayHint="type=product"
+      description="URL of a PNG preview of the similar image (as in
+        ivoa.obscore.preview)."/>
+    <column name="credit" type="text" ucd="meta.bib.author"
+      tablehead="Credit"
+      description="Who made the similar image; show it wherever the image is
+        shown."/>
+    <column name="category" type="text" ucd="meta.code.class"
+      tablehead="Category"
+      description="Science category of the similar image."/>
+    <foreignKey inTable="models" source="model_id" metaOnly="True"/>
+    <foreignKey inTable="//obscore#ObsCore" source="query_did"
+      dest="obs_publisher_did" metaOnly="True"/>
+    <foreignKey inTable="//obscore#ObsCore" source="obs_publisher_did"
+      metaOnly="True"/>
+    <!-- The columns come from similarity.images, not from ivoa.obscore:
+      DaCHS rebuilds that view (dropping what depends on it) whenever an
+      ObsCore table is imported.  access_url and preview are what the
+      //obscore#publish mixin puts there (accref, accref?preview=True),
+      turned into URLs by displayHint type=product. -->
+    <viewStatement>
+      CREATE VIEW \curtable (\colNames) AS (
+        SELECT s.model_id, q.obs_publisher_did, q.obs_id, q.s_ra, q.s_dec,
+          CAST(u.rank AS smallint), u.dist, nb.obs_publisher_did, nb.obs_id,
+          NULLIF(nb.target_name, ''), nb.s_ra, nb.s_dec, nb.s_fov,
+          nb.accref, nb.mime, nb.accref || '?preview=True', nb.credit,
+          nb.category
+        FROM \schema.images AS q
+        JOIN \schema.neighbour_sets AS s ON s.image_id = q.image_id
+        CROSS JOIN LATERAL unnest(s.neighbour_ids, s.dists)
+          WITH ORDINALITY AS u(neighbour_id, dist, rank)
+        JOIN \schema.images AS nb ON nb.image_id = u.neighbour_id)
+    </viewStatement>
+  </table>
+
   <data id="views">
     <make table="neighbours"/>
     <make table="outliers"/>
+    <make table="similar"/>
   </data>
 
   <!-- ======================== selections ========================== -->
@@ -274,6 +380,77 @@
     <make table="selections"/>
   </data>
 
+  <!-- ========================== services ========================== -->
+  <service id="files" allowed="static">
+    <!-- the models' ONNX files (data/published/weights), written by
+      `vo-similarity publish`; similarity.models.weights_url points here -->
+    <meta name="title">Image similarity: published model files</meta>
+    <meta name="shortName">simil. files</meta>
+    <property name="staticData">data/published</property>
+    <nullCore/>
+  </service>
+
+  <service id="search" allowed="api">
+    <!-- Exact top n by cosine over a model's published embeddings
+      (data/vectors, memory-mapped), for a query built from vectors and from
+      images marked similar / not similar (Rocchio).  The code is
+      res/search_kernel.py, installed by `vo-similarity publish` from
+      vo_similarity/publish/search_kernel.py; docs/search-service.md. -->
+    <meta name="title">Image similarity: search by vector or by example</meta>
+    <meta name="shortName">simil. search</meta>
+    <meta name="description">Exact nearest images to a query vector (an
+      embedding computed with the model's ONNX file) or to images marked
+      similar, moved away from images marked not similar; JSON out.</meta>
+    <pythonCore>
+      <!-- All parameters are text: the core parses them itself, so that
+        every bad value gets a JSON error saying what is wrong (DaCHS's own
+        parsing would answer with a VOTable). -->
+      <inputTable>
+        <inputKey name="model" type="text" multiplicity="single"
+          description="model_id of the model to search
+            (similarity.models); required."/>
+        <inputKey name="n" type="text" multiplicity="single"
+          description="Number of results, 1 to 1000 (default 20)."/>
+        <inputKey name="similar" type="text" multiplicity="multiple"
+          description="obs_publisher_did or obs_id of an image marked similar
+            (repeatable); left out of the results."/>
+        <inputKey name="not_similar" type="text" multiplicity="multiple"
+          description="obs_publisher_did or obs_id of an image marked not
+            similar (repeatable); left out of the results."/>
+        <inputKey name="vector" type="text" multiplicity="multiple"
+          description="A query vector: dim comma-separated finite numbers
+            (normalised by the service); repeatable."/>
+        <inputKey name="weight" type="text" multiplicity="multiple"
+          description="Positive weight of each vector, in order (default 1
+            each)."/>
+        <inputKey name="beta" type="text" multiplicity="single"
+          description="Weight of the images marked not similar, 0 to 1
+            (default 0.5)."/>
+      </inputTable>
+      <outputTable>
+        <outputField name="result" type="text"
+          description="The JSON reply (docs/search-service.md)."/>
+      </outputTable>
+      <coreProc>
+        <setup imports="importlib.util">
+          <!-- imports="a.b" means "from a import b" -->
+          <code>
+            # loaded afresh with the RD (dachs serv reload after a publish
+            # that installs a new kernel)
+            kernel_spec = util.spec_from_file_location(
+              "similarity_search_kernel", rd.getAbsPath("res/search_kernel.py"))
+            kernel = util.module_from_spec(kernel_spec)
+            kernel_spec.loader.exec_module(kernel)
+            vector_root = rd.getAbsPath("data/vectors")
+          </code>
+        </setup>
+        <code>
+          return kernel.handle(inputTable.args, base.getTableConn, vector_root)
+        </code>
+      </coreProc>
+    </pythonCore>
+  </service>
+
   <!-- ========================= TAP examples ======================== -->
   <!-- Fed into the TAP service's examples by /var/gavo/etc/userconfig.rd
     (installed by `vo-similarity publish`).  They use image_id 0 and
@@ -282,21 +459,38 @@
     queries with a real DID. -->
   <STREAM id="tapexamples">
     <meta name="_example" title="The 20 images most similar to one image">
-      Give the publisher DID of an image (or, as here, its image_id) and get
-      its 20 nearest neighbours with their ObsCore metadata, most similar
-      first.  dist is the distance of the embeddings (0: identical).
+      Give the publisher DID of an image and get its 20 nearest neighbours
+      with their ObsCore metadata, most similar first, from the view
+      similarity.similar (no join needed).  dist is the distance of the
+      embeddings (0: identical).
+
+      .. tapquery::
+
+        SELECT TOP 20 * FROM similarity.similar
+        WHERE query_did IN (SELECT obs_publisher_did FROM similarity.images
+                            WHERE image_id = 0)
+          AND model_id = 1 AND rank &lt;= 20
+        ORDER BY rank
+
+      With a DID, the usual form is WHERE query_did = 'ivo://...' AND
+      model_id = 1 AND rank &lt;= 20 (here the subquery picks the first
+      image, which exists in every publication).  The condition on rank
+      repeats TOP: it lets the database unnest and join only those 20
+      rows.
+    </meta>
+    <meta name="_example" title="Neighbours joined with ivoa.obscore">
+      The long form of the query above, the pattern for columns the view
+      does not carry: the neighbours (here of image_id 0) joined with
+      ivoa.obscore (or another archive's ObsCore table, through an upload).
 
       .. tapquery::
 
         SELECT TOP 20 n.rank, n.dist, o.obs_publisher_did, o.target_name,
-          o.s_ra, o.s_dec, o.access_url, o.preview
+          o.s_ra, o.s_dec, o.access_url, o.preview, o.t_min, o.em_min
         FROM similarity.neighbours AS n
         JOIN ivoa.obscore AS o ON o.obs_publisher_did = n.neighbour_did
         WHERE n.image_id = 0 AND n.model_id = 1 AND n.rank &lt;= 20
         ORDER BY rank
-
-      The condition on rank repeats TOP: it lets the database join only
-      those 20 rows.
     </meta>
     <meta name="_example" title="Refine from several chosen images">
       Images that are among the 100 nearest neighbours of several chosen
@@ -380,6 +574,22 @@
         self.assertEqual(len(set(r["neighbour_id"] for r in rows)), 20)
         self.assertTrue(all(r["obs_publisher_did"].startswith("ivo://")
           for r in rows))
+      </code>
+    </regTest>
+
+    <regTest title="The short view similarity.similar gives the top 20 in order">
+      <url parSet="TAP" QUERY="SELECT TOP 20 s.rank, s.dist, s.access_url,
+        s.preview, s.query_did FROM similarity.similar AS s
+        JOIN similarity.images AS i ON i.obs_publisher_did = s.query_did
+        WHERE i.image_id = 0 AND s.model_id = 1 AND s.rank &lt;= 20
+        ORDER BY rank">/tap/sync</url>
+      <code>
+        rows = self.getVOTableRows()
+        self.assertEqual([r["rank"] for r in rows], list(range(1, 21)))
+        dists = [r["dist"] for r in rows]
+        self.assertEqual(dists, sorted(dists))
+        self.assertTrue(all(r["access_url"].startswith("http") for r in rows))
+        self.assertTrue(all("preview" in r["preview"] for r in rows))
       </code>
     </regTest>
 

@@ -195,3 +195,60 @@ def test_canonical_flag_of_the_train_command():
     assert build_config(parser.parse_args(["W", "--model", "m", "--canonical"])).canonical.enabled
     assert not build_config(parser.parse_args(["W", "--model", "m", "--no-canonical"])
                             ).canonical.enabled
+
+
+def _nanmedian_background(smoothed, valid):
+    """The former ``_background``, by ``torch.nanmedian`` (which ONNX lacks): the reference."""
+    from vo_similarity.learn.canonical import _MAD_TO_SIGMA
+
+    flat = smoothed.flatten(1)
+    masked = torch.where(valid.flatten(1), flat, torch.full_like(flat, float("nan")))
+    med = torch.nanmedian(masked, dim=1).values
+    mad = torch.nanmedian((masked - med[:, None]).abs(), dim=1).values
+    return torch.nan_to_num(med, nan=0.0), _MAD_TO_SIGMA * torch.nan_to_num(mad, nan=0.0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 4096])
+def test_sort_median_equals_nanmedian_exactly(n):
+    """Odd and even counts, empty and full masks, ties (quantised values) and zeros."""
+    from vo_similarity.learn.canonical import _MAD_TO_SIGMA, _lower_median_by_sort
+
+    gen = torch.Generator().manual_seed(n)
+    values = torch.rand(40, n, generator=gen)
+    values[::3] = (values[::3] * 8).floor() / 8  # many ties
+    values[1::5] = 0.0
+    valid = torch.rand(40, n, generator=gen) > torch.linspace(0, 1, 40)[:, None]
+    valid[0], valid[-1] = False, True  # empty and full
+    counts = valid.sum(1)
+    if n > 1:
+        assert (counts % 2 == 0).any() and (counts % 2 == 1).any()
+    masked = torch.where(valid, values, torch.full_like(values, float("nan")))
+    reference = torch.nan_to_num(torch.nanmedian(masked, dim=1).values, nan=0.0)
+    assert torch.equal(_lower_median_by_sort(values, valid), reference)
+    # and so the background's MAD, a median of distances from that median
+    med = _lower_median_by_sort(values, valid)
+    mad = _MAD_TO_SIGMA * _lower_median_by_sort((values - med[:, None]).abs(), valid)
+    images, mask = values.view(40, 1, 1, n), valid.view(40, 1, 1, n)
+    assert torch.equal(mad, _nanmedian_background(images, mask)[1])
+    # the check can fail: the upper median differs wherever a count is even
+    upper = torch.sort(torch.where(valid, values, torch.full_like(values, float("inf"))),
+                       dim=1).values.gather(1, (counts // 2).clamp(max=n - 1)[:, None])[:, 0]
+    if n > 1:
+        assert not torch.equal(torch.where(counts > 0, upper, 0.0), reference)
+
+
+@pytest.mark.parametrize("pixels", ["nonzero", "unpadded"])
+@pytest.mark.parametrize("radius", ["flux", "rms"])
+def test_canonical_matrices_unchanged_by_the_sort_median(monkeypatch, pixels, radius):
+    """The exported graph's median (by sort) gives the matrices of the eager one."""
+    from vo_similarity.learn import canonical
+
+    cfg = CanonicalConfig(enabled=True, radius=radius, background_pixels=pixels)
+    images = torch.cat([source(64, 0.1 * i - 0.2, 0.05 * i, 0.2 + 0.1 * i, noise=0.02, seed=i)
+                        for i in range(5)] + [torch.zeros(1, 1, 64, 64),
+                                              source(64, 0, 0, 0.3, sky=False)])
+    mats = canonical_matrices(images, cfg)
+    monkeypatch.setattr(canonical, "_lower_median", canonical._lower_median_by_sort)
+    assert torch.equal(mats, canonical_matrices(images, cfg))
+    monkeypatch.setattr(canonical, "_background", _nanmedian_background)
+    assert torch.equal(mats, canonical_matrices(images, cfg))

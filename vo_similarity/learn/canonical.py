@@ -37,17 +37,43 @@ log = logging.getLogger(__name__)
 _MAD_TO_SIGMA = 1.4826
 
 
+def _lower_median_by_sort(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """:func:`_lower_median` from a sort and a gather only, operations ONNX has.
+
+    Invalid entries become +inf, so they sort after all valid ones; the lower
+    median is then at index ``(count - 1) // 2``.
+    """
+    ordered = torch.sort(torch.where(valid, values, torch.full_like(values, float("inf"))),
+                         dim=1).values
+    count = valid.sum(1)
+    middle = torch.gather(ordered, 1, ((count - 1).clamp_min(0) // 2).unsqueeze(1)).squeeze(1)
+    return torch.where(count > 0, middle, torch.zeros_like(middle))
+
+
+def _lower_median(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per row, the lower median of the ``valid`` entries of ``values`` ``[B, N]``; 0 where none.
+
+    ``torch.nanmedian`` (which returns the lower of the two middle values for an
+    even count). ONNX has no nanmedian: while the embedding is exported for the
+    light client (:mod:`vo_similarity.embed.onnx_export`) the same values come
+    from :func:`_lower_median_by_sort` (equal to the last bit; 7x slower here in
+    eager mode on a CPU, hence not always).
+    """
+    if torch.onnx.is_in_onnx_export():
+        return _lower_median_by_sort(values, valid)
+    masked = torch.where(valid, values, torch.full_like(values, float("nan")))
+    return torch.nan_to_num(torch.nanmedian(masked, dim=1).values, nan=0.0)
+
+
 def _background(smoothed: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image robust background level and noise: median and 1.4826 MAD of the valid pixels.
 
     An image with no valid pixel gets background 0 and noise 0.
     """
     flat = smoothed.flatten(1)
-    masked = torch.where(valid.flatten(1), flat, torch.full_like(flat, float("nan")))
-    med = torch.nanmedian(masked, dim=1).values
-    mad = torch.nanmedian((masked - med[:, None]).abs(), dim=1).values
-    med = torch.nan_to_num(med, nan=0.0)
-    mad = torch.nan_to_num(mad, nan=0.0)
+    mask = valid.flatten(1)
+    med = _lower_median(flat, mask)
+    mad = _lower_median((flat - med[:, None]).abs(), mask)
     return med, _MAD_TO_SIGMA * mad
 
 

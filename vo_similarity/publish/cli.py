@@ -45,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
     for m in report.models:
         print(f"model {m.name!r} (model_id {m.model_id}): {m.n_images} images x {m.k} "
               f"neighbours = {m.rows} rows in {m.load_s:.1f} s "
-              f"({m.rows_per_s / 1e6:.2f} M rows/s; swap {m.swap_s * 1000:.0f} ms)")
+              f"({m.rows_per_s / 1e6:.2f} M rows/s; swap {m.swap_s * 1000:.0f} ms)"
+              + ("" if m.weights_url is None else f"; ONNX file {m.weights_url}"))
+    searchable = [str(m.model_id) for m in report.models if m.searchable]
+    if searchable:
+        print(f"search by vector or by example (JSON; docs/search-service.md): "
+              f"{report.url}/similarity/q/search/api, model {', '.join(searchable)}")
     if report.models and report.example_did:
         print("\nThe 20 images most similar to the first image; paste into TOPCAT's TAP "
               f"window ({report.url}/tap) or run with STILTS:\n")

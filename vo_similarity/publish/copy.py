@@ -193,7 +193,7 @@ def stage_model(
 
 
 def swap_in(conn, model_ids: list[int], drop: list[int] = (), *,
-            lock_timeout_s: float = 5.0) -> float:
+            lock_timeout_s: float = 5.0, vector_files: dict | None = None) -> float:
     """Attach the staged models in place of their old partitions, in one transaction.
 
     Args:
@@ -201,6 +201,11 @@ def swap_in(conn, model_ids: list[int], drop: list[int] = (), *,
         model_ids: models whose staging tables (:func:`stage_model`) go in.
         drop: further models whose partitions go (unpublished) in the same step.
         lock_timeout_s: how long to wait for readers before retrying.
+        vector_files: model id -> its new vector file
+            (:class:`.vectors.StagedVectors`, or None: no embeddings) for every
+            model of ``model_ids``; ``similarity.vector_files`` changes in the
+            same transaction, so the search service reads the embeddings of the
+            neighbours readers see.  None: leave that table alone.
 
     Returns:
         Seconds the swap held its locks.
@@ -223,6 +228,15 @@ def swap_in(conn, model_ids: list[int], drop: list[int] = (), *,
                         cur.execute(sql.SQL("ALTER TABLE similarity.neighbour_sets "
                                             "DETACH PARTITION similarity.{}").format(part))
                         cur.execute(sql.SQL("DROP TABLE similarity.{}").format(part))
+                if vector_files is not None:
+                    cur.execute("DELETE FROM similarity.vector_files WHERE model_id = ANY(%s)",
+                                ([int(m) for m in [*model_ids, *drop]],))
+                    for staged in vector_files.values():
+                        if staged is not None:
+                            cur.execute(
+                                "INSERT INTO similarity.vector_files (model_id, file, "
+                                "n_vectors, dim) VALUES (%s, %s, %s, %s)",
+                                (staged.model_id, staged.file, staged.n_vectors, staged.dim))
                 for mid in model_ids:
                     part = sql.Identifier(_partition_name(mid))
                     cur.execute(sql.SQL("ALTER TABLE similarity.{} RENAME TO {}").format(

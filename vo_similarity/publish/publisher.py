@@ -4,12 +4,16 @@ Order of work, each step safe to repeat:
 
 1. check the work directory and the server;
 2. install the resdir and write the files DaCHS imports and serves;
-3. apply ``sql/*.sql`` (the partitioned neighbour store);
-4. per model: binary COPY into a staging table (:func:`.copy.stage_model`);
+3. apply ``sql/*.sql`` (the partitioned neighbour store) and bring an older
+   installation's ``models`` table up to date (:func:`.migrate.migrate`);
+4. per model: binary COPY into a staging table (:func:`.copy.stage_model`),
+   its embeddings into a new vector file (:func:`.vectors.stage_vectors`) and,
+   where it has weights, its ONNX file (:func:`.model_files.publish_weights`);
 5. ``dachs imp`` the images (only when the manifest changed) -- into
    ``ivoa.obscore`` through the ObsCore mixin;
-6. swap all staged models in, in one transaction (:func:`.copy.swap_in`); with
-   new images, the models not republished are unpublished in the same step;
+6. swap all staged models in, in one transaction (:func:`.copy.swap_in`), with
+   their vector files; with new images, the models not republished are
+   unpublished in the same step;
 7. ``dachs imp`` the models, create the views and ``selections`` if missing;
 8. ``dachs imp -m`` and ``dachs limits`` to refresh DaCHS's metadata.
 """
@@ -28,6 +32,9 @@ from ..workdir import PIXELS_DIGEST, ModelDir, WorkDir
 from . import resdir as rd
 from .copy import PUBLISH_LOCK, stage_model, swap_in
 from .dachs import RD_ID, DachsSite
+from .migrate import migrate
+from .model_files import publish_weights
+from .vectors import prune_vector_files, stage_vectors
 
 __all__ = ["ModelReport", "PublishReport", "check_workdir", "publish"]
 
@@ -47,6 +54,9 @@ class ModelReport:
     rows: int
     load_s: float
     swap_s: float
+    dim: int | None = None
+    weights_url: str | None = None
+    searchable: bool = False
 
     @property
     def rows_per_s(self) -> float:
@@ -89,6 +99,17 @@ def check_workdir(work: WorkDir, names: list[str] | None = None) -> list[ModelDi
         raise WorkDirIncomplete(f"work directory {work.root} is incomplete:\n  "
                                 + "\n  ".join(problems))
     return models
+
+
+def _manifest_preprocess(work: WorkDir) -> dict | None:
+    """The manifest's preprocessing metadata (None for manifests without it)."""
+    from ..ingest.manifest import read_manifest_meta
+
+    meta = read_manifest_meta(work.manifest)
+    found = meta.get("preprocess")
+    if isinstance(found, dict):
+        return dict(found)
+    return {"size": int(meta["image_size"])} if meta.get("image_size") else None
 
 
 def _manifest_pixels_digest(work: WorkDir) -> str:
@@ -153,6 +174,7 @@ def _views_exist(conn) -> bool:
     row = conn.execute(
         "SELECT to_regclass('similarity.neighbours') IS NOT NULL"
         " AND to_regclass('similarity.outliers') IS NOT NULL"
+        " AND to_regclass('similarity.similar') IS NOT NULL"
         " AND to_regclass('similarity.selections') IS NOT NULL").fetchone()
     return bool(row[0])
 
@@ -182,6 +204,7 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
         rd_changed = rd.install_resdir(site)
         images_changed = rd.write_images(work, site)
         apply_sql(conn)
+        migrated = migrate(conn, site)
         images_exist, obscore_exists = conn.execute(
             "SELECT to_regclass('similarity.images') IS NOT NULL,"
             " to_regclass('ivoa._obscoresources') IS NOT NULL").fetchone()
@@ -198,7 +221,8 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
                 ids[model.name] = before.get(model.name) or max(taken, default=0) + 1
         report = PublishReport(url=site.url, images_imported=new_images)
 
-        staged = []
+        staged, vectors, weights = [], {}, {}
+        preprocess = _manifest_preprocess(work)
         for model in chosen:  # 1. COPY into staging tables, invisible to readers
             arrays = _load_arrays(model)
             n, k = arrays[1].shape
@@ -210,6 +234,9 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
                 stage_model(conn, ids[model.name], *arrays, progress=bar.update)
             staged.append(ModelReport(model.name, ids[model.name], n, k, n * k,
                                       time.perf_counter() - t0, 0.0))
+            # the search service's vectors and the client's ONNX file, before the swap
+            vectors[ids[model.name]] = stage_vectors(site, model, ids[model.name])
+            weights[model.name] = publish_weights(site, model, (preprocess or {}).get("size"))
 
         if not obscore_exists:  # 2. the images, through DaCHS
             site.run("imp", "//obscore")
@@ -220,8 +247,11 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
         gone = [name for name in before if new_images and name not in ids]
         drop = sorted({mid for mid in before.values() if new_images} - set(ids.values()))
         t0 = time.perf_counter()
-        swap_s = swap_in(conn, list(ids.values()), drop=drop)
+        swap_s = swap_in(conn, list(ids.values()), drop=drop, vector_files=vectors)
         swap_total = time.perf_counter() - t0
+        prune_vector_files(site, conn)
+        # The search service finds images by obs_id too (DaCHS indexes the DID).
+        conn.execute("CREATE INDEX IF NOT EXISTS images_obs_id ON similarity.images (obs_id)")
         if new_images:  # only now: a publish killed before this redoes the images
             rd.mark_images_imported(work, site)
         for m in staged:
@@ -229,7 +259,12 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
             report.models.append(m)
         _forget_models(conn, site, [name for name in gone if not name.startswith("<")])
         for model, m in zip(chosen, staged, strict=True):
-            rd.write_model(site, model, m.model_id, m.n_images, m.k)
+            found, onnx = vectors.get(m.model_id), weights.get(model.name)
+            m.dim = found.dim if found else None
+            m.weights_url, m.searchable = onnx.url if onnx else None, found is not None
+            rd.write_model(site, model, m.model_id, m.n_images, m.k, dim=m.dim,
+                           weights_url=m.weights_url, weights_sha256=onnx and onnx.sha256,
+                           preprocess=preprocess)
         site.run("imp", RD_ID, "import_models")
         if not _views_exist(conn):
             site.run("imp", RD_ID, "views", "create_selections")
@@ -238,7 +273,7 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
         ).fetchone()
         report.example_did = first[0] if first else ""
 
-    if refresh_metadata:
+    if refresh_metadata or migrated:
         site.run("imp", "-m", RD_ID)
         # Column statistics of the tables; not of the views, whose statistics
         # would unnest every neighbour (10^9 rows at N = 10^6).

@@ -9,6 +9,9 @@ the files written per publication:
     data/images/<id>.<ext>     the image files behind ObsCore's access_url
     data/previews/<id>.png     the PNG previews
     data/models/<name>.json    one file per published model (models table)
+    data/vectors/m<id>-*.vectors  the models' embeddings (search service, .vectors)
+    data/published/weights/    the models' ONNX files (.model_files), served
+    res/search_kernel.py       the search service's code (.search_kernel)
 
 Copies rather than links: the server runs as DaCHS's own user, which must be
 able to read them wherever the package is installed (a virtual environment
@@ -82,7 +85,25 @@ def install_resdir(site: DachsSite, source: Path | None = None) -> bool:
             os.chmod(tmp, 0o644)  # DaCHS's server user must read it
         log.info("installed %s", dst)
         changed = True
-    return changed
+    return _install_kernel(target) or changed
+
+
+#: The search service's code, loaded by the RD from here (DaCHS's own Python).
+KERNEL = Path("res") / "search_kernel.py"
+
+
+def _install_kernel(target: Path) -> bool:
+    """Copy :mod:`.search_kernel` to ``res/search_kernel.py`` where it differs."""
+    src = Path(__file__).with_name("search_kernel.py")
+    dst = target / KERNEL
+    if dst.is_file() and filecmp.cmp(src, dst, shallow=False):
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(dst) as tmp:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+    log.info("installed %s", dst)
+    return True
 
 
 def _text(value) -> str:
@@ -172,8 +193,15 @@ def published_models(site: DachsSite) -> dict[str, int]:
     return result
 
 
-def write_model(site: DachsSite, model: ModelDir, model_id: int, n_images: int, k: int) -> Path:
-    """Write ``data/models/<name>.json``, the row DaCHS imports into ``models``."""
+def write_model(site: DachsSite, model: ModelDir, model_id: int, n_images: int, k: int,
+                *, dim: int | None = None, weights_url: str | None = None,
+                weights_sha256: str | None = None, preprocess: dict | None = None) -> Path:
+    """Write ``data/models/<name>.json``, the row DaCHS imports into ``models``.
+
+    ``dim`` is the embedding dimension, ``weights_url``/``weights_sha256`` the
+    published ONNX file (:mod:`.model_files`), ``preprocess`` the manifest's
+    preprocessing metadata; None where unknown (NULL in the table).
+    """
     config = json.loads(model.config.read_text(encoding="utf-8"))
     metrics = (json.loads(model.evaluation.read_text(encoding="utf-8"))
                if model.evaluation.is_file() else None)
@@ -186,6 +214,10 @@ def write_model(site: DachsSite, model: ModelDir, model_id: int, n_images: int, 
         "k": int(k),
         "hyperparameters": json.dumps(config, sort_keys=True),
         "metrics": None if metrics is None else json.dumps(metrics, sort_keys=True),
+        "dim": None if dim is None else int(dim),
+        "weights_url": weights_url,
+        "weights_sha256": weights_sha256,
+        "preprocess": None if preprocess is None else json.dumps(preprocess, sort_keys=True),
     }
     path = site.resdir / "data" / "models" / f"{model.name}.json"
     with atomic_write(path) as tmp:

@@ -1,7 +1,8 @@
 """A small but complete work directory for tests and benchmarks of publishing.
 
-Random unit vectors stand in for embeddings; their exact neighbours are
-computed with numpy (blocked matrix products and a k-selection), so tests can
+Random unit vectors stand in for embeddings (saved as the models'
+``embeddings.npy``, so the search service has something to search); their exact
+neighbours are computed (blocked matrix products and a k-selection), so tests can
 compare what DaCHS returns with what the files say.  Positions are spread over
 the sky like real pointings; a few images share a target and position, as
 repeated observations of one object do.
@@ -87,6 +88,7 @@ def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         order = rng.permutation(n).astype(np.int32)  # rows need not be in id order
         ids, dist = find_neighbours(vectors, order, k, backend="torch")
+        np.save(model.embeddings, vectors)  # row r is image order[r]
         np.save(model.embedding_ids, order)
         np.save(model.neighbour_ids, ids)
         np.save(model.neighbour_dist, dist)

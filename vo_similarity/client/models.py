@@ -1,0 +1,99 @@
+"""The published models of a server: read once from ``similarity.models``, then looked up.
+
+A model is named by its ``name`` or its ``model_id`` (an int, or a string of
+digits); ``None`` means ``conf.default_model``, and an empty default the first
+published model (lowest ``model_id``: the TAP examples' ``model_id = 1``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.table import Table
+from astroquery.exceptions import InvalidQueryError
+
+__all__ = ["Model", "ModelCatalogue"]
+
+
+def _cell(row, name: str, default=None):
+    """A row's value, ``default`` where the column is missing or the value masked."""
+    if name not in row.colnames:
+        return default
+    value = row[name]
+    if value is np.ma.masked or (isinstance(value, np.ma.MaskedArray) and value.mask.all()):
+        return default
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(frozen=True)
+class Model:
+    """One row of ``similarity.models``, as the client uses it.
+
+    Attributes:
+        model_id: key of the model in the service's tables and services.
+        name: its name.
+        dim: embedding dimension (None where the server does not publish it).
+        weights_url: the ONNX file of the embedding (None: no weights published).
+        weights_sha256: hex SHA-256 of that file.
+        preprocess: how a raw image becomes the model's input (PreprocessConfig fields).
+    """
+
+    model_id: int
+    name: str
+    dim: int | None = None
+    weights_url: str | None = None
+    weights_sha256: str | None = None
+    preprocess: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row) -> Model:
+        preprocess = _cell(row, "preprocess")
+        try:
+            preprocess = json.loads(preprocess) if preprocess else {}
+        except json.JSONDecodeError:
+            preprocess = {}
+        dim = _cell(row, "dim")
+        return cls(model_id=int(row["model_id"]), name=str(row["name"]),
+                   dim=None if dim is None else int(dim),
+                   weights_url=_cell(row, "weights_url") or None,
+                   weights_sha256=_cell(row, "weights_sha256") or None,
+                   preprocess=preprocess)
+
+
+class ModelCatalogue:
+    """The models of one server, looked up by name or id."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.models = [Model.from_row(row) for row in table]
+
+    def describe(self) -> str:
+        return ", ".join(f"{m.name!r} (model_id {m.model_id})" for m in self.models) or "none"
+
+    def resolve(self, model: str | int | None, default: str | int = "") -> Model:
+        """The model named by ``model`` (else by ``default``, else the first one).
+
+        Raises:
+            InvalidQueryError: no such model (the message lists the published
+                ones), or the server publishes none.
+        """
+        wanted = default if model is None else model
+        if not self.models:
+            raise InvalidQueryError("the server publishes no model yet "
+                                    "(similarity.models is empty)")
+        if isinstance(wanted, str) and not wanted.strip():
+            return min(self.models, key=lambda m: m.model_id)
+        if isinstance(wanted, bool) or not isinstance(wanted, str | int | np.integer):
+            raise InvalidQueryError(f"model must be a name or a model_id, got {wanted!r}")
+        for m in self.models:
+            if m.name == wanted:
+                return m
+        as_id = str(wanted).strip()
+        if as_id.isdigit():
+            for m in self.models:
+                if m.model_id == int(as_id):
+                    return m
+        raise InvalidQueryError(f"unknown model {wanted!r}; the server publishes "
+                                f"{self.describe()}")
