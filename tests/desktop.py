@@ -16,7 +16,6 @@ the hub, then Xvfb with SIGTERM so that it removes its display lock.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import select
@@ -24,7 +23,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,8 +36,10 @@ log = logging.getLogger(__name__)
 
 #: TOPCAT's built-in HTTP server always takes this port: one TOPCAT at a time.
 TOPCAT_PORT = 2525
-#: a cross-process lock that serialises the TOPCATs of concurrent test runs
-TOPCAT_LOCK = Path(tempfile.gettempdir()) / "vo-similarity-topcat.lock"
+#: a cross-process mutex that serialises the TOPCATs of concurrent test runs: a
+#: Linux abstract-namespace socket name, held by binding it; the kernel frees it
+#: when the socket closes or its process dies, and it leaves no file behind
+TOPCAT_LOCK = "\0vo-similarity-topcat"
 #: seconds a Java program may take from start to subscribed (measured: ~3-8 s on 2 cores)
 START_TIMEOUT = 90.0
 
@@ -203,16 +203,17 @@ class Desktop:
 
     def start_topcat(self) -> str:
         """TOPCAT as a SAMP client of this hub; returns its client id once it subscribed."""
-        lock = open(TOPCAT_LOCK, "w")  # noqa: SIM115 (held until stop)
+        lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         deadline = time.monotonic() + START_TIMEOUT
         while True:  # another test run's TOPCAT holds the fixed port: wait for it
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock.bind(TOPCAT_LOCK)
                 break
-            except BlockingIOError:
+            except OSError:  # EADDRINUSE: the name is held
                 if time.monotonic() > deadline:
                     lock.close()
-                    raise RuntimeError(f"another TOPCAT holds {TOPCAT_LOCK} for too long")
+                    raise RuntimeError("another test run's TOPCAT has held the TOPCAT lock "
+                                       "for too long") from None
                 time.sleep(0.5)
         self._topcat_lock = lock  # released by stop_app("topcat") or stop()
         if not _port_free(TOPCAT_PORT):
@@ -363,7 +364,7 @@ class Desktop:
 
     def _release_topcat_lock(self) -> None:
         if self._topcat_lock is not None:
-            self._topcat_lock.close()  # closing the file releases the flock
+            self._topcat_lock.close()  # closing the socket frees its name
             self._topcat_lock = None
 
     def stop(self) -> None:

@@ -97,6 +97,14 @@ def run(args: argparse.Namespace) -> int:
     if "publish" in done:
         from vo_similarity.publish.dachs import DachsSite
 
-        print(f"TAP service (TOPCAT, STILTS, pyvo): {DachsSite.from_config().tap_url}; "
+        site = DachsSite.from_config()
+        print(f"TAP service (TOPCAT, STILTS, pyvo): {site.tap_url}; "
               "the ADQL query printed by publish above runs there as printed")
+        print(f"vector search (refinement, search by image): {site.url}/similarity/q/search/api")
+        from vo_similarity.ingest.manifest import read_manifest
+
+        first = read_manifest(work.manifest)["obs_id"][0]
+        print("Python client (docs/client/README.md): .venv/bin/python -c \"from "
+              "vo_similarity.client import SimilarityClass; "
+              f"print(SimilarityClass(server='{site.url}').query_similar('{first}', n=10))\"")
     return final

@@ -16,6 +16,7 @@ client sends are fixtures here too.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -74,6 +75,12 @@ def build_workdir(root: Path) -> WorkDir:
     work = WorkDir(root)
     ingest(inputs, work, progress=False)
     install_shipped(work, MODEL)
+    # float32 on every CPU: with "auto" a CPU with AMX or AVX512-BF16 embeds in
+    # bfloat16, and the outputs printed in docs/client (tests/client/test_docs.py)
+    # and the comparisons with the float32 ONNX runtime assume float32 embeddings
+    config = work.model(MODEL).config
+    config.write_text(json.dumps({**json.loads(config.read_text()), "precision": "fp32"},
+                                 indent=1))
     embed_workdir(work, MODEL, progress=False)
     compute_model_neighbours(work.model(MODEL), K, progress=False)
     return work

@@ -88,7 +88,7 @@ def test_image_pixels_equal_the_pixel_store_entries(sample_work):
     store = np.load(work.pixels)
     manifest = read_manifest(work.manifest)
     published = json.loads(json.dumps(read_manifest_meta(work.manifest)["preprocess"]))
-    assert published == PREPROCESS
+    assert published == {**PREPROCESS, "channels": None}
     by_obs_id = {inp.obs_id: inp for inp in inputs}
     assert len(manifest) == len(inputs)
     assert {p.suffix for p in (inp.path for inp in inputs)} >= {".png", ".fits"}
@@ -100,6 +100,23 @@ def test_image_pixels_equal_the_pixel_store_entries(sample_work):
     other = image_pixels(inputs[0].path, {**published, "softening": 0.3})
     first = manifest["obs_id"].tolist().index(inputs[0].obs_id)
     assert not np.array_equal(other, store[first, 0].astype(np.float32))
+
+
+def test_a_cube_channel_range_travels_with_the_preprocess_metadata(tmp_path):
+    """Cubes ingested with a channel range: the client reads the same channels."""
+    cubes = write_sky(tmp_path / "fits", 3, size=48, cube_fraction=1.0, n_channels=6)
+    work = WorkDir(tmp_path / "work")
+    ingest(cubes, work, preprocess_config(PREPROCESS), progress=False, channels=(0, 2))
+    published = read_manifest_meta(work.manifest)["preprocess"]
+    assert published["channels"] == [0, 2]
+    store = np.load(work.pixels)
+    by_obs_id = {inp.obs_id: inp for inp in cubes}
+    for row in read_manifest(work.manifest):
+        path = by_obs_id[row["obs_id"]].path
+        stored = store[row["image_id"], 0].astype(np.float32)
+        assert np.array_equal(image_pixels(path, published), stored)
+        # without the range, the peak over all channels differs
+        assert not np.array_equal(image_pixels(path, {**published, "channels": None}), stored)
 
 
 def test_an_rgb_array_reads_as_its_png_file(tmp_path):

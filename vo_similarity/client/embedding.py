@@ -102,6 +102,19 @@ def _array_image(image: np.ndarray) -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
+def _channels(preprocess: Mapping[str, Any] | str | PreprocessConfig
+              ) -> tuple[int | None, int | None] | None:
+    """The cube channel range ingest used (``preprocess["channels"]``), if any."""
+    if isinstance(preprocess, (str, bytes)):
+        preprocess = json.loads(preprocess)
+    found = preprocess.get("channels") if isinstance(preprocess, Mapping) else None
+    if not found:
+        return None
+    if not isinstance(found, (list, tuple)) or len(found) != 2:
+        raise InvalidQueryError(f"invalid channel range in the preprocess metadata: {found!r}")
+    return (found[0], found[1])
+
+
 def image_pixels(image: str | os.PathLike[str] | np.ndarray,
                  preprocess: Mapping[str, Any] | str | PreprocessConfig) -> np.ndarray:
     """The model input of one image: float32 ``[S, S]`` in [0, 1], as ingest stores it.
@@ -135,7 +148,7 @@ def image_pixels(image: str | os.PathLike[str] | np.ndarray,
         if isinstance(image, np.ndarray):
             data = _array_image(image)
         else:
-            data = read_image(Path(image).expanduser()).data
+            data = read_image(Path(image).expanduser(), _channels(preprocess)).data
         pixels, _ = ingest_preprocess(data, config)
     except InputRejected as exc:
         raise InvalidQueryError(f"{what}: {exc}") from exc

@@ -119,7 +119,7 @@ def ingest(
                 continue
             journal.put(key, entry)
         outcomes.append((inp, key))
-    result = _assemble(work, outcomes, journal, config, authority, rejected)
+    result = _assemble(work, outcomes, journal, config, authority, rejected, channels)
     journal.prune({o for _, o in outcomes if isinstance(o, str)})
     return result
 
@@ -226,7 +226,8 @@ def _merge(inp: ImageInput, facts: dict) -> dict:
 
 def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry]],
               journal: Journal, config: PreprocessConfig, authority: str,
-              rejected: list[tuple[str, str]]) -> IngestResult:
+              rejected: list[tuple[str, str]],
+              channels: tuple[int | None, int | None] | None = None) -> IngestResult:
     """Write the work directory's ingest files from the journal, each atomically."""
     from PIL import Image
 
@@ -268,6 +269,9 @@ def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry
 
     preprocess_meta = {k: list(v) if isinstance(v, tuple) else v
                        for k, v in asdict(config).items()}
+    # the cube channel range belongs to "how raw pixels became model input": a
+    # client embedding a new cube (vo_similarity.client.embedding) must use it too
+    preprocess_meta["channels"] = list(channels) if channels else None
     write_manifest(work.manifest, rows, {"authority": authority, "image_size": size,
                                          PIXELS_DIGEST: pixels_digest,
                                          "preprocess": preprocess_meta,
