@@ -263,10 +263,9 @@
   <table id="similar" onDisk="True" adql="True">
     <meta name="description">The short form of "images like this one": one
       row per (model, query image, rank) with the neighbour's ObsCore
-      columns, so that no join is needed.  Query it by query_did, model_id
-      and rank, e.g. WHERE query_did = '...' AND model_id = 1 AND rank &lt;= 20
-      ORDER BY rank; the rank condition lets PostgreSQL unnest only those
-      ranks.</meta>
+      columns, so that no join is needed.  Query it by query_did and
+      model_id, e.g. SELECT TOP 20 * FROM similarity.similar WHERE query_did
+      = '...' AND model_id = 1 ORDER BY rank.</meta>
     <column original="neighbours.model_id"/>
     <column name="query_did" type="text" required="True"
       ucd="meta.ref.ivoid" tablehead="Query DID"
@@ -469,14 +468,12 @@
         SELECT TOP 20 * FROM similarity.similar
         WHERE query_did IN (SELECT obs_publisher_did FROM similarity.images
                             WHERE image_id = 0)
-          AND model_id = 1 AND rank &lt;= 20
+          AND model_id = 1
         ORDER BY rank
 
       With a DID, the usual form is WHERE query_did = 'ivo://...' AND
-      model_id = 1 AND rank &lt;= 20 (here the subquery picks the first
-      image, which exists in every publication).  The condition on rank
-      repeats TOP: it lets the database unnest and join only those 20
-      rows.
+      model_id = 1 (here the subquery picks the first image, which exists
+      in every publication).
     </meta>
     <meta name="_example" title="Neighbours joined with ivoa.obscore">
       The long form of the query above, the pattern for columns the view

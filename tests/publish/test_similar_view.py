@@ -50,7 +50,7 @@ def test_short_view_returns_the_rows_of_the_long_join(site, published, name, ima
     assert short.colnames == COLUMNS
     assert len(short) == K
     assert _rows(short) == _rows(long[COLUMNS])
-    # with the rank condition: the first 20, as the printed query asks
+    # the printed query (TOP n, no rank condition) gives the first n of the same rows
     top = tap.run_sync(similar_images_query(did, mid, top=5)).to_table()
     assert _rows(top) == _rows(short[:5])
     join = tap.run_sync(similar_images_join(did, mid, top=5)).to_table()

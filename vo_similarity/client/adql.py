@@ -7,9 +7,11 @@ numbers, or identifiers checked by :func:`table_name`; lists of ids never go
 into the text at all but travel as TAP uploads (``TAP_UPLOAD.<name>``).
 
 ADQL details that bite: ``distance`` is a reserved word (the column is
-``dist``); ADQL 2.0 wants ``ORDER BY rank``, not ``ORDER BY n.rank``; the
-view ``similarity.similar`` cannot know that ``rank`` comes sorted, so a
-``rank <= n`` condition repeats ``TOP n`` to let the database read n rows only.
+``dist``); ADQL 2.0 wants ``ORDER BY rank``, not ``ORDER BY n.rank``. The
+query of ``similarity.similar`` has no ``rank <= n`` beside ``TOP n``: DaCHS's
+ADQL parser spends more on each comparison (~4-8 ms) than PostgreSQL then
+needs to sort an image's k neighbours itself (~3 ms at k = 1000;
+docs/publish.md).
 """
 
 from __future__ import annotations
@@ -91,10 +93,7 @@ def similar_query(image_id: str, model_id: int, n: int,
     """
     where = [where_id(image_id, did="query_did", obs_id="query_obs_id"),
              f"model_id = {int(model_id)}"]
-    if exclude_radius_deg is None:
-        where.append(f"rank <= {int(n)}")
-    else:
-        # Some of the first n ranks may be left out: no rank bound then.
+    if exclude_radius_deg is not None:
         where.append(
             "(s_ra IS NULL OR query_ra IS NULL OR DISTANCE(POINT('ICRS', s_ra, s_dec), "
             f"POINT('ICRS', query_ra, query_dec)) > {_deg(exclude_radius_deg)})")

@@ -59,7 +59,11 @@ def send_search(session, request: dict, timeout: float) -> dict:
     """
     url = request["url"]
     try:
-        response = session.post(url, data=request["data"], timeout=timeout)
+        # A fresh connection per search: DaCHS's api renderer sends a reply in
+        # pieces from a thread, and on a reused connection Nagle's algorithm
+        # then waits for the client's delayed ACK (~40 ms; docs/search-service.md)
+        response = session.post(url, data=request["data"], timeout=timeout,
+                                headers={"Connection": "close"})
     except OSError as exc:  # requests' ConnectionError and Timeout are OSErrors
         raise DALServiceError(f"the search service at {url} did not answer: {exc}",
                               url=url) from exc
