@@ -14,7 +14,10 @@ operator's instance):
    neighbours of 10^6 images are hours of CPU here) and the N image rows are
    inserted by SQL (the service only reads their ids and names);
 3. the DaCHS server is pinned to one CPU (``taskset -a -p -c 0`` on all its
-   threads; threads it starts later inherit the mask), the client runs on
+   threads; threads it starts later inherit the mask) and started with
+   ``OPENBLAS_NUM_THREADS=1`` (``--server-blas-threads``): one core means one
+   BLAS thread, and OpenBLAS's default of a thread per CPU would put two
+   threads on that one core, waiting for each other; the client runs on
    another, and the service is timed over one HTTP keep-alive connection
    (requests.Session), and with a new connection per request: a query vector,
    n = 20.  (DaCHS streams a core's reply from a thread and finishes the
@@ -159,8 +162,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--server-blas-threads", type=int, default=1,
+                        help="OPENBLAS_NUM_THREADS of the DaCHS server (0: OpenBLAS's default)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {CLIENT_CPU})
+    if args.server_blas_threads > 0:  # the server inherits this environment
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+            os.environ[name] = str(args.server_blas_threads)
     with ScratchDachs.start() as scratch, tempfile.TemporaryDirectory() as tmp:
         site = scratch.site()
         work = make_sample_workdir(Path(tmp) / "work", n=60, k=20, models=("sample",))
@@ -168,7 +176,9 @@ def main() -> None:
         pid = pin_server(site)
         print(f"# search service benchmark on {site.url}: D = {DIM}, n = 20, "
               f"{args.queries} queries per N over one keep-alive connection; DaCHS server "
-              f"(pid {pid}) pinned to CPU {SERVER_CPU} with taskset -a, client on CPU "
+              f"(pid {pid}) pinned to CPU {SERVER_CPU} with taskset -a, "
+              f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
+              f"client on CPU "
               f"{CLIENT_CPU}; kernel alone in /usr/bin/python3 on CPU {SERVER_CPU}, "
               "OPENBLAS_NUM_THREADS=1")
         with site.connect(autocommit=True) as conn:

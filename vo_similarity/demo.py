@@ -100,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
         site = DachsSite.from_config()
         print(f"TAP service (TOPCAT, STILTS, pyvo): {site.tap_url}; "
               "the ADQL query printed by publish above runs there as printed")
-        print(f"vector search (refinement, search by image): {site.url}/similarity/q/search/api")
         from vo_similarity.ingest.manifest import read_manifest
 
         first = read_manifest(work.manifest)["obs_id"][0]
