@@ -228,3 +228,21 @@ def assert_same_rows(a: Table, b: Table, columns: list[str] | None = None) -> No
 def same_rows():
     """``same_rows(a, b, columns=None)``: assert two tables hold the same rows in order."""
     return assert_same_rows
+
+
+#: input side of :func:`onnx_model`
+ONNX_SIDE = 64
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory) -> Path:
+    """The shipped model exported to ONNX for ONNX_SIDE² input, alone in its folder."""
+    from vo_similarity.embed.onnx_export import export_onnx
+    from vo_similarity.resources import shipped_model_files
+
+    root = tmp_path_factory.mktemp("model")
+    model = WorkDir(root / "work").model("builtin").ensure()
+    weights, config = shipped_model_files()
+    shutil.copy(weights, model.weights)
+    shutil.copy(config, model.config)
+    return export_onnx(model, root / "served" / "builtin.onnx", input_size=ONNX_SIDE)

@@ -6,7 +6,6 @@ import functools
 import hashlib
 import http.server
 import json
-import shutil
 import threading
 from pathlib import Path
 
@@ -15,29 +14,16 @@ import pytest
 from astroquery.exceptions import InvalidQueryError, RemoteServiceError
 
 from vo_similarity.client.embedding import ModelRuntime, image_pixels, preprocess_config
-from vo_similarity.embed.onnx_export import export_onnx
 from vo_similarity.ingest.manifest import read_manifest, read_manifest_meta
 from vo_similarity.ingest.pipeline import ingest
 from vo_similarity.ingest.stellarium import builtin_sample
 from vo_similarity.ingest.synthetic import write_sky
-from vo_similarity.resources import shipped_model_files
-from vo_similarity.workdir import ModelDir, WorkDir
+from vo_similarity.workdir import WorkDir
 
 #: the pixel store side of these tests (the shipped model warps any side to its 64)
-SIDE = 64
+SIDE = 64  # the input side of onnx_model (tests/client/conftest.py, ONNX_SIDE)
 PREPROCESS = {"size": SIDE, "clip": [0.5, 99.9], "stretch": "asinh", "softening": 0.1,
               "preview_size": 256}
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> Path:
-    """The shipped model exported for SIDE×SIDE input."""
-    root = tmp_path_factory.mktemp("model")
-    model = ModelDir(root / "builtin").ensure()
-    weights, config = shipped_model_files()
-    shutil.copy(weights, model.weights)
-    shutil.copy(config, model.config)
-    return export_onnx(model, root / "served" / "builtin.onnx", input_size=SIDE)
 
 
 @pytest.fixture(scope="module")

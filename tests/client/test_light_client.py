@@ -7,20 +7,15 @@ psycopg, scipy, matplotlib, tqdm, onnx), as in a `pip install vo-similarity`.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from vo_similarity.client.embedding import ModelRuntime
-from vo_similarity.embed.onnx_export import export_onnx
 from vo_similarity.ingest.stellarium import builtin_sample
-from vo_similarity.resources import shipped_model_files
-from vo_similarity.workdir import ModelDir
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCKED = ("torch", "torchvision", "lightly", "optuna", "sklearn", "psycopg", "scipy",
@@ -62,15 +57,6 @@ def _light_python(code: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script, *args], check=False,
                           capture_output=True, text=True, cwd=REPO, timeout=300)
 
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("model")
-    model = ModelDir(root / "builtin").ensure()
-    weights, config = shipped_model_files()
-    shutil.copy(weights, model.weights)
-    shutil.copy(config, model.config)
-    return export_onnx(model, root / "builtin.onnx", input_size=64)
 
 
 def test_the_client_embeds_an_image_without_the_training_stack(onnx_model):
