@@ -31,39 +31,21 @@ from pathlib import Path
 
 import numpy as np
 from astropy import units as u
-from PIL import Image
+
+from vo_similarity.evaluate.image_search import spread_selection, transformed
 
 TARGET = 0.95
-
-
-def transformed(path: Path, angle: float, scale: float) -> Image.Image:
-    """The image at ``path`` rotated by ``angle`` degrees, flipped left-right, rescaled."""
-    with Image.open(path) as im:
-        im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-        im = im.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
-        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        return im.resize(size, Image.Resampling.LANCZOS)
 
 
 @contextlib.contextmanager
 def published_sample(root: Path):
     """A scratch DaCHS with the built-in sample and the shipped model published."""
-    from vo_similarity.embed.embed import embed_workdir
-    from vo_similarity.ingest.pipeline import ingest
-    from vo_similarity.ingest.stellarium import builtin_sample
-    from vo_similarity.learn.pretrained import install_shipped
-    from vo_similarity.neighbours.store import compute_model_neighbours
     from vo_similarity.publish.publisher import publish
+    from vo_similarity.publish.sample import builtin_workdir
     from vo_similarity.publish.scratch import ScratchDachs
-    from vo_similarity.workdir import WorkDir
 
     t0 = time.perf_counter()
-    work = WorkDir(root / "work")
-    ingest(builtin_sample(), work, progress=False)
-    install_shipped(work, "builtin")
-    embed_workdir(work, "builtin", progress=False)
-    compute_model_neighbours(work.model("builtin"), 1000, progress=False)
+    work = builtin_workdir(root / "work")
     with ScratchDachs.start() as scratch:
         publish(work, scratch.site(), progress=False)
         print(f"published the built-in sample at {scratch.url} in "
@@ -75,10 +57,7 @@ def run(server: str, n_images: int, angle: float, scale: float, folder: Path) ->
     from vo_similarity.client import SimilarityClass
 
     client = SimilarityClass(server=server)
-    everything = client.query_region("0 0", radius=180 * u.deg)
-    everything = everything[np.argsort(everything["obs_publisher_did"])]
-    step = max(1, len(everything) // n_images)
-    picked = everything[::step][:n_images]
+    picked = spread_selection(client.query_region("0 0", radius=180 * u.deg), n_images)
     files = client.download_images(picked, path=folder / "files", show_progress=False)
     client.query_image(np.asarray(transformed(files[0], angle, scale)), n=5)  # fetch the model
     top1, top5, seconds, local, missed = 0, 0, [], [], []

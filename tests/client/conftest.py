@@ -16,7 +16,6 @@ client sends are fixtures here too.
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -61,29 +60,18 @@ class Service:
 
 
 def build_workdir(root: Path) -> WorkDir:
-    """The built-in sample with the shipped model, embedded, with neighbours."""
-    from vo_similarity.embed.embed import embed_workdir
-    from vo_similarity.ingest.pipeline import ingest
-    from vo_similarity.ingest.stellarium import builtin_sample
-    from vo_similarity.learn.pretrained import install_shipped
-    from vo_similarity.neighbours.store import compute_model_neighbours
+    """The built-in sample with the shipped model, embedded in float32, with neighbours.
+
+    Float32 on every CPU: the outputs printed in docs/client
+    (tests/client/test_docs.py) and the comparisons with the float32 ONNX
+    runtime assume float32 embeddings.
+    """
+    from vo_similarity.publish.sample import builtin_workdir
 
     try:
-        inputs = builtin_sample()
+        return builtin_workdir(root, model=MODEL, k=K, precision="fp32")
     except FileNotFoundError as exc:
         need(f"the built-in sample (Debian's stellarium-data) is missing: {exc}")
-    work = WorkDir(root)
-    ingest(inputs, work, progress=False)
-    install_shipped(work, MODEL)
-    # float32 on every CPU: with "auto" a CPU with AMX or AVX512-BF16 embeds in
-    # bfloat16, and the outputs printed in docs/client (tests/client/test_docs.py)
-    # and the comparisons with the float32 ONNX runtime assume float32 embeddings
-    config = work.model(MODEL).config
-    config.write_text(json.dumps({**json.loads(config.read_text()), "precision": "fp32"},
-                                 indent=1))
-    embed_workdir(work, MODEL, progress=False)
-    compute_model_neighbours(work.model(MODEL), K, progress=False)
-    return work
 
 
 def write_other_archive(site: DachsSite, manifest: Table) -> Table:

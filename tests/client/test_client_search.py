@@ -12,10 +12,10 @@ import pytest
 import requests
 from astropy import units as u
 from astropy.table import Table
-from PIL import Image
 from pyvo.dal import DALQueryError
 
 from vo_similarity.client.search import hits_table
+from vo_similarity.evaluate.image_search import spread_selection, transformed
 
 pytestmark = [pytest.mark.dachs, pytest.mark.slow]
 
@@ -112,16 +112,6 @@ def test_unknown_ids_get_the_server_message(client, bad, sent):
 
 
 # -- query_image -----------------------------------------------------------------------
-def transformed(path, angle: float = 37.0, scale: float = 0.9) -> Image.Image:
-    """The image at ``path`` rotated by ``angle`` degrees, flipped and rescaled."""
-    with Image.open(path) as im:
-        im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-        im = im.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
-        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        return im.resize(size, Image.Resampling.LANCZOS)
-
-
 def test_query_image_of_the_published_file_finds_itself(service, client, stilts, same_rows,
                                                         tmp_path):
     row = service.manifest[0]
@@ -138,7 +128,7 @@ def test_query_image_of_the_published_file_finds_itself(service, client, stilts,
 def test_query_image_finds_rotated_flipped_rescaled_images(service, client, tmp_path):
     """20 images of the sample, rotated by 37 deg, flipped, scaled by 0.9: own entry in top 5."""
     ours = client.query_region("0 0", radius=180 * u.deg)
-    picked = ours[np.argsort(ours["obs_publisher_did"])][:: max(1, len(ours) // 20)][:20]
+    picked = spread_selection(ours, 20)
     files = client.download_images(picked, path=tmp_path / "files", show_progress=False)
     found = []
     for i, (did, path) in enumerate(zip(picked["obs_publisher_did"], files, strict=True)):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -21,6 +20,8 @@ import numpy as np
 from astropy.table import Table
 from astropy.utils.console import ProgressBarOrSpinner
 from astroquery.exceptions import InvalidQueryError
+
+from vo_similarity.workdir import atomic_write
 
 __all__ = ["download_rows", "file_name"]
 
@@ -88,10 +89,9 @@ def download_rows(session, table: Table, folder: Path, *, cache: bool, timeout: 
 
 
 def _fetch(session, url: str, path: Path, timeout: float) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with session.get(url, stream=True, timeout=timeout) as response:
+    with session.get(url, stream=True, timeout=timeout) as response, \
+            atomic_write(path) as tmp:
         response.raise_for_status()
         with open(tmp, "wb") as f:
             f.writelines(response.iter_content(chunk_size=1 << 16))
-    os.replace(tmp, path)
     log.debug("downloaded %s -> %s", url, path)

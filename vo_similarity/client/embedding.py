@@ -35,6 +35,7 @@ from vo_similarity.ingest.preprocess import PreprocessConfig
 from vo_similarity.ingest.preprocess import preprocess as ingest_preprocess
 from vo_similarity.ingest.raw_image import InputRejected
 from vo_similarity.ingest.readers import read_image
+from vo_similarity.workdir import file_sha256
 
 __all__ = ["ModelRuntime", "default_cache_dir", "image_pixels", "preprocess_config"]
 
@@ -162,14 +163,6 @@ def default_cache_dir() -> Path:
     return Path(get_cache_dir()) / "vo_similarity" / "models"
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _download(url: str, target: Path, sha256: str, timeout: float) -> None:
     """Stream ``url`` into ``target``, which appears only when its digest is ``sha256``."""
     import requests
@@ -280,7 +273,7 @@ class ModelRuntime:
         if not _SHA256.fullmatch(digest):
             raise InvalidQueryError(f"weights_sha256 must be 64 hex digits, got {sha256!r}")
         target = Path(cache_dir or default_cache_dir()) / f"{digest}.onnx"
-        if target.is_file() and _file_sha256(target) != digest:
+        if target.is_file() and file_sha256(target) != digest:
             log.warning("cached model %s is corrupted: downloading it again", target)
             target.unlink()
         if not target.is_file():

@@ -1,11 +1,15 @@
-"""A small but complete work directory for tests and benchmarks of publishing.
+"""Work directories for tests and benchmarks of publishing and of the client.
 
-Random unit vectors stand in for embeddings (saved as the models'
-``embeddings.npy``, so the search service has something to search); their exact
-neighbours are computed (blocked matrix products and a k-selection), so tests can
-compare what DaCHS returns with what the files say.  Positions are spread over
-the sky like real pointings; a few images share a target and position, as
-repeated observations of one object do.
+:func:`make_sample_workdir` is small, complete and synthetic: random unit
+vectors stand in for embeddings (saved as the models' ``embeddings.npy``, so
+the search service has something to search); their exact neighbours are
+computed (blocked matrix products and a k-selection), so tests can compare what
+DaCHS returns with what the files say.  Positions are spread over the sky like
+real pointings; a few images share a target and position, as repeated
+observations of one object do.
+
+:func:`builtin_workdir` is the built-in real sample with the shipped model,
+what the client's tests, docs and benchmarks search.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from ..workdir import WorkDir
 
-__all__ = ["make_sample_workdir"]
+__all__ = ["builtin_workdir", "make_sample_workdir"]
 
 AUTHORITY = "vo-similarity.example"
 
@@ -97,4 +101,40 @@ def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
             "name": name, "category": "galaxy" if m % 2 else "", "lr": 0.001 * (m + 1),
             "temperature": 0.2, "batch_size": 64, "epochs": 3}))
         model.evaluation.write_text(json.dumps({"precision_at_10": 0.1, "map": 0.05}))
+    return work
+
+
+def builtin_workdir(root: str | Path, *, model: str = "builtin", k: int = 1000,
+                    precision: str = "fp32") -> WorkDir:
+    """The built-in real sample with the shipped model, embedded, with its neighbours.
+
+    What the client's tests and benchmarks publish (ingest, the shipped
+    checkpoint, embed, neighbours: the demo's pipeline without training).
+
+    Args:
+        root: the work directory to create.
+        model: name of the model folder.
+        k: neighbours per image (capped at N - 1).
+        precision: the embedding precision written into the model's config;
+            float32 by default, so that the embeddings do not depend on the CPU
+            (with ``"auto"`` a CPU with AMX or AVX512-BF16 embeds in bfloat16).
+
+    Raises:
+        FileNotFoundError: Debian's stellarium-data (the built-in sample) is missing.
+    """
+    from ..embed.embed import embed_workdir
+    from ..ingest.pipeline import ingest
+    from ..ingest.stellarium import builtin_sample
+    from ..learn.pretrained import install_shipped
+    from ..neighbours.store import compute_model_neighbours
+
+    inputs = builtin_sample()
+    work = WorkDir(root)
+    ingest(inputs, work, progress=False)
+    install_shipped(work, model)
+    config = work.model(model).config
+    config.write_text(json.dumps({**json.loads(config.read_text()), "precision": precision},
+                                 indent=1))
+    embed_workdir(work, model, progress=False)
+    compute_model_neighbours(work.model(model), k, progress=False)
     return work
