@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +95,8 @@ def publish_weights(site: DachsSite, model: ModelDir, input_size: int | None
                                     input_size=int(input_size)))
         digest = file_sha256(exported)
         path = folder / f"{model.name}-{digest[:16]}.onnx"
-        with atomic_write(path) as final:
-            shutil.copyfile(exported, final)
-            os.chmod(final, 0o644)  # DaCHS's server user serves it
+        os.chmod(exported, 0o644)  # DaCHS's server user serves it
+        os.replace(exported, path)  # the temporary folder is on the same file system
     with atomic_write(stamp) as tmp_stamp:
         tmp_stamp.write_text(json.dumps({"source": source, "file": path.name,
                                          "sha256": digest}, indent=1), encoding="utf-8")
