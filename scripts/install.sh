@@ -5,6 +5,8 @@
 #     files (ftools-fv); PostgreSQL + GAVO DaCHS come with scripts/setup_dachs.sh.
 #   - a virtual environment in .venv with the package installed editable, with the
 #     archive pipeline (extra `pipeline`: torch, lightly, ...) and the dev tools.
+#   - the web page's JavaScript library sampjs from the npm registry, pinned by
+#     vo_similarity/web/package-lock.json (npm ci; publish serves it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,5 +39,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -c "import vo_similarity.client, torch, torchvision, lightly, onnx" \
         || { echo "install: the Python environment is broken (see above)" >&2; exit 1; }
     echo "$want" > "$stamp"
+fi
+# sampjs for the web page's SAMP buttons (vo_similarity/web/node_modules).
+if ! command -v npm >/dev/null; then
+    echo "install: Debian packages nodejs npm (for the web page's sampjs)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
+fi
+web=vo_similarity/web
+npm_stamp=$web/node_modules/.vo-similarity-installed
+npm_want=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ] || [ ! -f "$web/node_modules/sampjs/samp.js" ]; then
+    echo "install: sampjs from the npm registry ($web/package-lock.json)"
+    npm ci --prefix "$web" --no-audit --no-fund --loglevel=error >/dev/null
+    echo "$npm_want" > "$npm_stamp"
 fi
 echo "install: ready (.venv/bin/vo-similarity)"

@@ -9,7 +9,9 @@ by accident: :meth:`DachsSite.from_config` refuses a missing settings file. The
 ``dachs_scratch`` fixture then starts a throwaway instance (its own PostgreSQL
 cluster, root directory and ports; :mod:`vo_similarity.publish.scratch`) the
 first time a test needs one, points ``GAVOSETTINGS`` at it, and stops and
-removes it at the end of the session.
+removes it at the end of the session. The published built-in sample that the
+client and the web tests share (fixture ``service``) comes from
+``tests/services.py``.
 
 At the start and the end of the session the state of the operator's instance
 (every row of its schemas, its settings and resource files, whether it
@@ -33,6 +35,7 @@ import pytest
 from astropy.table import Table
 from real_components import need
 from scratch_instances import STARTED, register
+from services import service, web_service  # noqa: F401 -- session fixtures of tests/client, tests/web
 from user_instance import differences, instance_state, user_site
 
 from vo_similarity.learn.config import TrainConfig

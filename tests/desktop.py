@@ -319,12 +319,14 @@ class Desktop:
         """TOPCAT's own reply to a highlight of ``table_id`` (ok only if it holds that table).
 
         Retried for ``settle`` seconds: TOPCAT replies to a load ~10-100 ms
-        before it can find the table by its id.
+        before it can find the table by its id.  Each call may wait 90 s: TOPCAT
+        answers once it has read the table, and a 30 s wait expired once in a
+        full run on 2 busy cores (the same test alone passed).
         """
         deadline = time.monotonic() + settle
         while True:
             with self.client() as probe:
-                reply = probe.ecall_and_wait(self.app_ids["topcat"], "table.highlight.row", "30",
+                reply = probe.ecall_and_wait(self.app_ids["topcat"], "table.highlight.row", "90",
                                              **{"table-id": table_id, "url": url, "row": str(row)})
             if reply["samp.status"] == "samp.ok" or time.monotonic() > deadline:
                 return reply

@@ -100,10 +100,14 @@ def run(args: argparse.Namespace) -> int:
         site = DachsSite.from_config()
         print(f"TAP service (TOPCAT, STILTS, pyvo): {site.tap_url}; "
               "the ADQL query printed by publish above runs there as printed")
+        from urllib.parse import quote
+
         from vo_similarity.ingest.manifest import read_manifest
 
         first = read_manifest(work.manifest)["obs_id"][0]
         print("Python client (docs/client/README.md): .venv/bin/python -c \"from "
               "vo_similarity.client import SimilarityClass; "
               f"print(SimilarityClass(server='{site.url}').query_similar('{first}', n=10))\"")
+        print(f"web page \"You might also like these images\" (docs/web.md): "
+              f"{site.url}/similarity/q/web/custom/#id={quote(first, safe='')}&model=1")
     return final

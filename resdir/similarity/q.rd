@@ -367,6 +367,10 @@
     <column name="created" type="timestamp"
       ucd="time.creation" tablehead="When"
       description="When the user made the selection (UTC)."/>
+    <column name="session_id" type="text" ucd="meta.id"
+      tablehead="Session" verbLevel="20"
+      description="Random id of the browser tab the selection came from (one
+        user's view of similarity; no personal data)."/>
     <foreignKey inTable="images" source="image_id" metaOnly="True"/>
     <foreignKey inTable="images" source="chosen_id" dest="image_id"
       metaOnly="True"/>
@@ -386,6 +390,21 @@
     <meta name="title">Image similarity: published model files</meta>
     <meta name="shortName">simil. files</meta>
     <property name="staticData">data/published</property>
+    <nullCore/>
+  </service>
+
+  <service id="web" allowed="custom" customPage="res/web_page">
+    <!-- The page "You might also like these images" and its JSON API, in
+      res/web_page.py (installed by `vo-similarity publish` from
+      vo_similarity/web/; docs/web.md).  It writes similarity.selections,
+      only from the page itself (a token, the origin, a rate limit). -->
+    <meta name="title">You might also like these images</meta>
+    <meta name="shortName">simil. web</meta>
+    <meta name="description">Browse the archive's images by similarity:
+      find an image by id, target or position, see the images most like it,
+      mark some as similar or not to refine the result, and send results to
+      TOPCAT and Aladin.</meta>
+    <publish render="custom" sets="local"/>
     <nullCore/>
   </service>
 

@@ -49,11 +49,18 @@ def wheel(tmp_path_factory) -> Path:
     return found
 
 
+#: Of what npm fetched (vo_similarity/web/node_modules), the one file the page serves.
+NPM_SERVED = "vo_similarity/web/node_modules/sampjs/samp.js"
+
+
 def _files(folder: Path, prefix: str) -> set[str]:
-    """What the wheel must hold of ``folder``: its files, less caches and hidden files."""
-    return {f"{prefix}/{p.relative_to(folder)}" for p in folder.rglob("*")
+    """What the wheel must hold of ``folder``: its files, less caches, hidden files
+    and the npm packages' other files."""
+    return {name for p in folder.rglob("*")
             if p.is_file() and not any(part.startswith((".", "__pycache__"))
-                                       for part in p.relative_to(folder).parts)}
+                                       for part in p.relative_to(folder).parts)
+            for name in [f"{prefix}/{p.relative_to(folder)}"]
+            if "/node_modules/" not in name or name == NPM_SERVED}
 
 
 def test_wheel_carries_every_module_and_resource(wheel):

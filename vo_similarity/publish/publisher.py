@@ -14,8 +14,10 @@ Order of work, each step safe to repeat:
 6. swap all staged models in, in one transaction (:func:`.copy.swap_in`), with
    their vector files; with new images, the models not republished are
    unpublished in the same step;
-7. ``dachs imp`` the models, create the views and ``selections`` if missing;
-8. ``dachs imp -m`` and ``dachs limits`` to refresh DaCHS's metadata.
+7. ``dachs imp`` the models, create the views and ``selections`` if missing
+   (older ones get the new columns: :func:`.migrate.migrate_selections`);
+8. ``dachs imp -m`` and ``dachs limits`` to refresh DaCHS's metadata; with a
+   new RD, ``dachs pub`` (the web page on DaCHS's root page) and a reload.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ..workdir import PIXELS_DIGEST, ModelDir, WorkDir
 from . import resdir as rd
 from .copy import PUBLISH_LOCK, stage_model, swap_in
 from .dachs import RD_ID, DachsSite
-from .migrate import migrate
+from .migrate import migrate, migrate_selections
 from .model_files import publish_weights
 from .vectors import prune_vector_files, stage_vectors
 
@@ -268,6 +270,7 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
         site.run("imp", RD_ID, "import_models")
         if not _views_exist(conn):
             site.run("imp", RD_ID, "views", "create_selections")
+        migrated = migrate_selections(conn) + migrated
         first = conn.execute(
             "SELECT obs_publisher_did FROM similarity.images ORDER BY image_id LIMIT 1"
         ).fetchone()
@@ -278,6 +281,9 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
         # Column statistics of the tables; not of the views, whose statistics
         # would unnest every neighbour (10^9 rows at N = 10^6).
         site.run("limits", f"{RD_ID}#images", f"{RD_ID}#models")
+    if rd_changed:
+        # the web page's entry on DaCHS's root page (its <publish sets="local">)
+        site.run("pub", RD_ID)
     # New TAP examples, or an RD the running server has not seen: reload.
     if rd.install_tap_examples(site) or rd_changed:
         site.run("serv", "reload")

@@ -12,6 +12,8 @@ the files written per publication:
     data/vectors/m<id>-*.vectors  the models' embeddings (search service, .vectors)
     data/published/weights/    the models' ONNX files (.model_files), served
     res/search_kernel.py       the search service's code (.search_kernel)
+    res/web_page.py, web_queries.py, web_guard.py, web/assets/
+                               the web page (vo_similarity.web, docs/web.md)
 
 Copies rather than links: the server runs as DaCHS's own user, which must be
 able to read them wherever the package is installed (a virtual environment
@@ -77,31 +79,45 @@ def install_resdir(site: DachsSite, source: Path | None = None) -> bool:
             continue
         dst = target / rel
         # a link (to a checkout's q.rd) is replaced by a copy, for the same reason
-        if dst.is_file() and not dst.is_symlink() and filecmp.cmp(src, dst, shallow=False):
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(dst) as tmp:
-            shutil.copyfile(src, tmp)
-            os.chmod(tmp, 0o644)  # DaCHS's server user must read it
-        log.info("installed %s", dst)
-        changed = True
-    return _install_kernel(target) or changed
+        if dst.is_symlink():
+            dst.unlink()
+        changed = _install_file(src, dst) or changed
+    for src, rel in _code_files():
+        changed = _install_file(src, target / rel) or changed
+    return changed
 
 
 #: The search service's code, loaded by the RD from here (DaCHS's own Python).
 KERNEL = Path("res") / "search_kernel.py"
 
 
-def _install_kernel(target: Path) -> bool:
-    """Copy :mod:`.search_kernel` to ``res/search_kernel.py`` where it differs."""
-    src = Path(__file__).with_name("search_kernel.py")
-    dst = target / KERNEL
+def _code_files() -> list[tuple[Path, Path]]:
+    """(package file, place in the resdir) of the code DaCHS runs: the search
+    kernel and the web page (:mod:`vo_similarity.web`) with its assets and sampjs."""
+    web = Path(__file__).resolve().parent.parent / "web"
+    files = [(Path(__file__).with_name("search_kernel.py"), KERNEL),
+             (web / "page.py", Path("res") / "web_page.py"),
+             (web / "queries.py", Path("res") / "web_queries.py"),
+             (web / "guard.py", Path("res") / "web_guard.py")]
+    files += [(p, Path("res") / "web" / "assets" / p.name)
+              for p in sorted((web / "assets").iterdir()) if p.is_file()]
+    sampjs = web / "node_modules" / "sampjs" / "samp.js"
+    if sampjs.is_file():
+        files.append((sampjs, Path("res") / "web" / "assets" / "samp.js"))
+    else:
+        log.warning("%s is missing (npm ci --prefix %s; scripts/install.sh does it): the "
+                    "web page's SAMP buttons stay disabled", sampjs, web)
+    return files
+
+
+def _install_file(src: Path, dst: Path) -> bool:
+    """Copy ``src`` to ``dst`` where it differs; True when written."""
     if dst.is_file() and filecmp.cmp(src, dst, shallow=False):
         return False
     dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o644)  # DaCHS's server user must read it
     log.info("installed %s", dst)
     return True
 

@@ -105,7 +105,7 @@ def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
 
 
 def builtin_workdir(root: str | Path, *, model: str = "builtin", k: int = 1000,
-                    precision: str = "fp32") -> WorkDir:
+                    precision: str = "fp32", synthetic: int = 0) -> WorkDir:
     """The built-in real sample with the shipped model, embedded, with its neighbours.
 
     What the client's tests and benchmarks publish (ingest, the shipped
@@ -118,6 +118,8 @@ def builtin_workdir(root: str | Path, *, model: str = "builtin", k: int = 1000,
         precision: the embedding precision written into the model's config;
             float32 by default, so that the embeddings do not depend on the CPU
             (with ``"auto"`` a CPU with AMX or AVX512-BF16 embeds in bfloat16).
+        synthetic: images of the synthetic sky added after the built-in ones
+            (e.g. to have more than 1000 images, so that k = 1000 is reached).
 
     Raises:
         FileNotFoundError: Debian's stellarium-data (the built-in sample) is missing.
@@ -130,6 +132,10 @@ def builtin_workdir(root: str | Path, *, model: str = "builtin", k: int = 1000,
 
     inputs = builtin_sample()
     work = WorkDir(root)
+    if synthetic:
+        from ..ingest.synthetic import write_sky
+
+        inputs += write_sky(work.synthetic, synthetic)
     ingest(inputs, work, progress=False)
     install_shipped(work, model)
     config = work.model(model).config
