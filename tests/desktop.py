@@ -315,19 +315,30 @@ class Desktop:
         assert reply["samp.status"] == "samp.ok", reply
         return Table.read(reply["samp.result"]["url"], format="votable")
 
-    def topcat_highlight(self, table_id: str, url: str, row: int, settle: float = 5) -> dict:
+    def topcat_highlight(self, table_id: str, url: str, row: int, settle: float = 5,
+                         patience: float = 150) -> dict:
         """TOPCAT's own reply to a highlight of ``table_id`` (ok only if it holds that table).
 
         Retried for ``settle`` seconds: TOPCAT replies to a load ~10-100 ms
-        before it can find the table by its id.  Each call may wait 90 s: TOPCAT
-        answers once it has read the table, and a 30 s wait expired once in a
-        full run on 2 busy cores (the same test alone passed).
+        before it can find the table by its id.  A call that gets no reply at
+        all is sent again, for ``patience`` seconds in all: in two full runs on
+        2 busy cores one sync call of many went unanswered (TOPCAT's log then
+        shows an "orphan reply" that the hub no longer matched to the call).
         """
         deadline = time.monotonic() + settle
+        give_up = time.monotonic() + patience
         while True:
-            with self.client() as probe:
-                reply = probe.ecall_and_wait(self.app_ids["topcat"], "table.highlight.row", "90",
-                                             **{"table-id": table_id, "url": url, "row": str(row)})
+            try:
+                with self.client() as probe:
+                    reply = probe.ecall_and_wait(self.app_ids["topcat"], "table.highlight.row",
+                                                 "30", **{"table-id": table_id, "url": url,
+                                                          "row": str(row)})
+            except SAMPProxyError:  # no reply in 30 s
+                if time.monotonic() > give_up:
+                    raise
+                log.warning("TOPCAT did not answer a highlight of %s in 30 s; asking again",
+                            table_id)
+                continue
             if reply["samp.status"] == "samp.ok" or time.monotonic() > deadline:
                 return reply
             time.sleep(0.1)

@@ -44,6 +44,9 @@ K = 1000  # neighbours per image (N - 1 = 554 with the built-in sample alone)
 #: sample's 555, so that N - 1 > K and the page reaches rank 1000; the client's
 #: service has none (its docs print the sample's own figures and neighbours)
 WEB_SYNTHETIC = 460
+#: a second model of the web page's service (the page's model menu): the same
+#: embeddings with WEB_SECOND_K neighbours each, so that switching shows
+WEB_SECOND_MODEL, WEB_SECOND_K = "builtin-k100", 100
 
 
 @dataclass
@@ -111,13 +114,27 @@ def write_other_archive(site: DachsSite, manifest: Table) -> Table:
                                    "s_dec"))
 
 
-def start_service(root: Path, synthetic: int = 0) -> Service:
+def add_second_model(work: WorkDir, name: str, k: int) -> None:
+    """Model ``name``: MODEL's embeddings (no weights) with ``k`` neighbours each."""
+    from vo_similarity.neighbours.store import compute_model_neighbours
+
+    first, second = work.model(MODEL), work.model(name).ensure()
+    for path in (first.config, first.embeddings, first.embedding_ids, first.embedding_source):
+        shutil.copy(path, second.root / path.name)
+    compute_model_neighbours(second, k, progress=False)
+
+
+def start_service(root: Path, synthetic: int = 0, second_model: tuple[str, int] | None = None
+                  ) -> Service:
     """Start the scratch DaCHS, publish the built-in sample (and ``synthetic``
-    images of the synthetic sky) and the other archive."""
+    images of the synthetic sky, and a ``second_model`` (name, k)) and the other
+    archive."""
     from vo_similarity.ingest.manifest import read_manifest
     from vo_similarity.publish.publisher import publish
 
     work = build_workdir(root / "work", synthetic)
+    if second_model:
+        add_second_model(work, *second_model)
     scratch = ScratchDachs.start()
     try:
         site = scratch.site()
@@ -131,11 +148,12 @@ def start_service(root: Path, synthetic: int = 0) -> Service:
     return Service(scratch, site, work, manifest, other)
 
 
-def _serve(root: Path, synthetic: int = 0) -> Iterator[Service]:
+def _serve(root: Path, synthetic: int = 0, second_model: tuple[str, int] | None = None
+           ) -> Iterator[Service]:
     from vo_similarity.client import conf
 
     try:
-        svc = start_service(root, synthetic)
+        svc = start_service(root, synthetic, second_model)
         register(svc.scratch)
     except DachsError as exc:
         need(f"the client and web tests need their own DaCHS instance: {exc}")
@@ -157,5 +175,7 @@ def service(tmp_path_factory) -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def web_service(tmp_path_factory) -> Iterator[Service]:
     """The built-in sample and WEB_SYNTHETIC synthetic images (k = 1000 neighbours
-    each), published in another DaCHS of the tests' own, for the web page."""
-    yield from _serve(tmp_path_factory.mktemp("web-service"), WEB_SYNTHETIC)
+    each; a second model with WEB_SECOND_K), published in another DaCHS of the
+    tests' own, for the web page."""
+    yield from _serve(tmp_path_factory.mktemp("web-service"), WEB_SYNTHETIC,
+                      (WEB_SECOND_MODEL, WEB_SECOND_K))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
+from services import WEB_SECOND_K, WEB_SECOND_MODEL
 from webpage import PAGE_SIZE, Tab, did_of
 
 pytestmark = pytest.mark.dachs
@@ -220,3 +221,18 @@ def test_the_model_menu_lists_the_published_models(tab, web, service):
     options = tab.page.eval_on_selector_all("#model option", "os => os.map(o => o.value)")
     assert options == [str(m["model_id"]) for m in web.api("config")["models"]]
     assert tab.page.input_value("#model") == "1"
+
+
+def test_choosing_another_model_shows_its_neighbours(tab, web, service):
+    second = next(m for m in web.api("config")["models"] if m["name"] == WEB_SECOND_MODEL)
+    did = did_of(service, 3)
+    tab.open({"id": did, "model": 1, "page": 2})
+    tab.act(lambda: tab.page.select_option("#model", str(second["model_id"])))
+    assert tab.state()["model"] == str(second["model_id"]) and tab.state()["page"] == "1"
+    assert re.search(rf"1\D+{PAGE_SIZE}\D+{WEB_SECOND_K}\b", tab.text("#page-info"))
+    assert [t["rank"] for t in tab.tiles()] == list(range(1, PAGE_SIZE + 1))
+    reply = web.neighbours(did, model=second["model_id"])
+    assert reply["k"] == WEB_SECOND_K
+    assert tab.dids() == [r["obs_publisher_did"] for r in reply["results"]]
+    tab.act(lambda: tab.page.go_back())
+    assert tab.state()["model"] == "1" and tab.state()["page"] == "2"
