@@ -1,4 +1,9 @@
-"""The web page's read requests: one parameterised SQL query each, answered as dicts.
+"""The web page's requests: one parameterised SQL statement each, answered as dicts.
+
+Reads, and the one write (:func:`record_selections`).  One module of ~500 lines
+rather than several: DaCHS loads a resdir's modules one by one, by path, so
+modules that import each other would need a loader of their own in both
+places; the requests share the parameter checks and the image rows here.
 
 Runs inside DaCHS (``res/web_queries.py``, loaded by ``res/web_page.py``) and in
 the package's tests, so it imports nothing but numpy and the standard library; the vector
