@@ -18,6 +18,7 @@ message that says what to change.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -180,6 +181,21 @@ def resolve_ids(cursor, names: list[str]) -> dict[str, int]:
     return found
 
 
+@functools.lru_cache(maxsize=16)
+def _prepared_form(sql: str) -> tuple[str, str, str]:
+    """(name, PREPARE body with $n, EXECUTE call with %(name)s) of ``sql``."""
+    names: list[str] = []
+
+    def number(match) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    body = re.sub(r"%\((\w+)\)s", number, sql)
+    name = "vosim_" + hashlib.sha1(body.encode("utf-8")).hexdigest()[:16]
+    return name, body, f"EXECUTE {name} ({', '.join(f'%({n})s' for n in names)})"
+
+
 def _execute_prepared(cursor, sql: str, params: dict) -> None:
     """Run ``sql`` (``%(name)s`` parameters) as a prepared statement of the
     cursor's connection, preparing it on first use there.
@@ -194,21 +210,12 @@ def _execute_prepared(cursor, sql: str, params: dict) -> None:
     if not type(cursor).__module__.startswith("psycopg2"):
         cursor.execute(sql, params)
         return
-    names: list[str] = []
+    from psycopg2.errors import InvalidSqlStatementName  # DaCHS's Python has it
 
-    def number(match) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    body = re.sub(r"%\((\w+)\)s", number, sql)
-    name = "vosim_" + hashlib.sha1(body.encode("utf-8")).hexdigest()[:16]
-    call = f"EXECUTE {name} ({', '.join(f'%({n})s' for n in names)})"
+    name, body, call = _prepared_form(sql)
     try:
         cursor.execute(call, params)
-    except Exception as exc:  # psycopg2 and psycopg 3 name it differently
-        if (getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None)) != "26000":
-            raise
+    except InvalidSqlStatementName:  # not prepared on this connection yet
         cursor.execute(f"PREPARE {name} AS {body}")
         cursor.execute(call, params)
 
@@ -470,9 +477,9 @@ def refine(cursor, args: dict, base_url: str, kernel, vector_root: str) -> dict:
         picked = [(int(cand[j]), float(scores[j])) for j in order[offset:offset + n]]
     else:
         exclude = np.concatenate([sim_rows, rej_rows])
-        want = min(offset + n, 1000)
-        rows, scores = kernel.top_n(vf.vectors, query, want, exclude)
-        total = min(1000, len(vf.ids) - len(exclude))
+        most = kernel.LIMITS["n"]  # as many results as the search service gives
+        rows, scores = kernel.top_n(vf.vectors, query, min(offset + n, most), exclude)
+        total = min(most, len(vf.ids) - len(exclude))
         picked = [(int(vf.ids[r]), float(s)) for r, s in
                   zip(rows[offset:offset + n], scores[offset:offset + n])]
     cursor.execute(f"SELECT {_SELECT_IMAGE} FROM similarity.images AS i "
