@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import shutil
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,8 +149,11 @@ def start_service(root: Path, synthetic: int = 0, second_model: tuple[str, int] 
     return Service(scratch, site, work, manifest, other)
 
 
-def _serve(root: Path, synthetic: int = 0, second_model: tuple[str, int] | None = None
-           ) -> Iterator[Service]:
+def _serve(root: Path, synthetic: int = 0, second_model: tuple[str, int] | None = None,
+           *, client_default: bool = False) -> Iterator[Service]:
+    """Start, yield and stop a service; ``client_default``: point the client's
+    ``conf.server`` there meanwhile (one service only: session fixtures live to the
+    end of the run, so a second one would redirect every client test after it)."""
     from vo_similarity.client import conf
 
     try:
@@ -158,7 +162,7 @@ def _serve(root: Path, synthetic: int = 0, second_model: tuple[str, int] | None 
     except DachsError as exc:
         need(f"the client and web tests need their own DaCHS instance: {exc}")
     try:
-        with conf.set_temp("server", svc.url):
+        with conf.set_temp("server", svc.url) if client_default else nullcontext():
             yield svc
     finally:
         svc.scratch.stop()
@@ -169,13 +173,13 @@ def _serve(root: Path, synthetic: int = 0, second_model: tuple[str, int] | None 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory) -> Iterator[Service]:
     """The built-in sample published in a DaCHS of the tests' own; conf.server points there."""
-    yield from _serve(tmp_path_factory.mktemp("service"))
+    yield from _serve(tmp_path_factory.mktemp("service"), client_default=True)
 
 
 @pytest.fixture(scope="session")
 def web_service(tmp_path_factory) -> Iterator[Service]:
     """The built-in sample and WEB_SYNTHETIC synthetic images (k = 1000 neighbours
     each; a second model with WEB_SECOND_K), published in another DaCHS of the
-    tests' own, for the web page."""
+    tests' own, for the web page; conf.server stays on ``service``."""
     yield from _serve(tmp_path_factory.mktemp("web-service"), WEB_SYNTHETIC,
                       (WEB_SECOND_MODEL, WEB_SECOND_K))
