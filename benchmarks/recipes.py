@@ -70,6 +70,10 @@ def run_one(run: dict, *, threads: int | None, device: str, log_dir: Path) -> di
     for key, metrics in report["metrics"].items():
         row[key] = {"invariance": metrics["invariance"]["top1"],
                     "precision@10": metrics.get("precision@10"), "mAP": metrics.get("mAP")}
+        by_category = metrics.get("category_precision@10")
+        if by_category:  # the manifest's categories (the built-in sample): tune / held out
+            row[key]["category_tuning"] = by_category["tuning"]["macro"]
+            row[key]["category_held_out"] = by_category["held_out"]["macro"]
     row["per_class"] = report["metrics"]["model"].get("precision@10_per_class")
     return row
 
@@ -83,10 +87,15 @@ def _fmt(row: dict) -> str:
         return f"{row['name']:28s} ERROR {row['error']}"
     m, u = row["model"], row["untrained_network"]
     p = row["pixels_pca"]
-    return (f"{row['name']:28s} {row['train_s']:7.0f} {m['invariance']:6.3f} "
+    text = (f"{row['name']:28s} {row['train_s']:7.0f} {m['invariance']:6.3f} "
             f"{_num(m['precision@10']):6.3f} {_num(m['mAP']):6.3f}   "
             f"{u['invariance']:.3f}/{_num(u['precision@10']):.3f}   "
             f"{p['invariance']:.3f}/{_num(p['precision@10']):.3f}")
+    if "category_held_out" in m:
+        text += (f"   category P@10 tuning/held-out {m['category_tuning']:.3f}/"
+                 f"{m['category_held_out']:.3f} (untrained {u['category_held_out']:.3f}, "
+                 f"pixels {p['category_held_out']:.3f})")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

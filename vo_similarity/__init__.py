@@ -41,6 +41,16 @@ _WHERE: dict[str, str | tuple[str, str]] = {
     "embed_workdir": "vo_similarity.embed.embed",
     # evaluate
     "evaluate_model": "vo_similarity.evaluate.evaluate",
+    "evaluate_selections": "vo_similarity.evaluate.selections",
+    # selections (recorded by the web page)
+    "Selections": "vo_similarity.selections.source",
+    "read_selections": "vo_similarity.selections.source",
+    "write_selections": "vo_similarity.selections.source",
+    "selection_scores": "vo_similarity.selections.metrics",
+    "paired_improvement": "vo_similarity.selections.metrics",
+    # improve
+    "ImproveOptions": "vo_similarity.improve.improve",
+    "improve_model": ("vo_similarity.improve.improve", "improve"),
     # tune
     "tune_workdir": ("vo_similarity.tune.tune", "tune"),
     # neighbours
@@ -53,10 +63,12 @@ _WHERE: dict[str, str | tuple[str, str]] = {
 }
 
 __all__ = [
-    "ImageInput", "ModelDir", "TrainConfig", "WorkDir", "builtin_sample",
-    "compute_model_neighbours", "embed_workdir", "evaluate_model", "find_neighbours",
-    "ingest_images", "install_shipped", "outlier_scores", "publish_workdir", "read_manifest",
-    "refine", "train", "tune_workdir", "write_sky",
+    "ImageInput", "ImproveOptions", "ModelDir", "Selections", "TrainConfig", "WorkDir",
+    "builtin_sample", "compute_model_neighbours", "embed_workdir", "evaluate_model",
+    "evaluate_selections", "find_neighbours", "improve_model", "ingest_images",
+    "install_shipped", "outlier_scores", "paired_improvement", "publish_workdir",
+    "read_manifest", "read_selections", "refine", "selection_scores", "train", "tune_workdir",
+    "write_selections", "write_sky",
 ]
 
 

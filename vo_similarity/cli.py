@@ -36,6 +36,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "tune": ("vo_similarity.tune.cli", "hyperparameter search with Optuna"),
     "neighbours": ("vo_similarity.neighbours.cli", "exact top-k neighbours of every image"),
     "publish": ("vo_similarity.publish.cli", "load images and neighbours into GAVO DaCHS"),
+    "improve": ("vo_similarity.improve.cli", "fine-tune on recorded selections, republish if better"),
     "demo": ("vo_similarity.demo", "run the whole pipeline on the built-in sample"),
 }
 

@@ -22,3 +22,16 @@ def test_evaluate_writes_metrics_beside_baselines(tiny_workdir, tiny_config):
     assert md.evaluation_grid.stat().st_size > 10_000
     cfg_back, _ = load_trained(md)
     assert cfg_back == cfg
+
+
+def test_evaluate_scores_the_manifest_categories_on_their_held_out_half(tiny_workdir, tiny_config):
+    # the tiny manifest's categories: "small" and "large", 24 images each (>= 20)
+    train(tiny_workdir, tiny_config, tiny_workdir.model("tiny"), progress=False)
+    report = evaluate_model(tiny_workdir, "tiny", grid=False, progress=False)
+    for name, metrics in report["metrics"].items():
+        by_category = metrics["category_precision@10"]
+        assert by_category["classes"] == {"large": 24, "small": 24}, name
+        held = by_category["held_out"]
+        assert held["n_queries"] + by_category["tuning"]["n_queries"] == 48
+        assert held["ci_low"] <= held["macro"] <= held["ci_high"]
+        assert set(held["per_class"]) == {"large", "small"}

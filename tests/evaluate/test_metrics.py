@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from vo_similarity.evaluate.metrics import invariance, mean_average_precision, precision_at_k
+from vo_similarity.evaluate.metrics import (
+    category_precision,
+    invariance,
+    mean_average_precision,
+    precision_at_k,
+)
+from vo_similarity.learn.data import is_validation
 
 
 def unit(v):
@@ -43,3 +49,45 @@ def test_invariance_counts_own_copy_at_rank_one():
     half = originals.copy()
     half[:10] = shuffled[:10]
     assert invariance(originals, half)["top1"] == 0.5
+
+
+def _reference_category_precision(vectors, categories, ids, k, min_size, fraction):
+    """A loop over queries: the gallery is the classes of >= min_size images."""
+    sizes = {c: list(categories).count(c) for c in set(categories) if c}
+    gallery = [i for i, c in enumerate(categories) if sizes.get(c, 0) >= min_size]
+    held = is_validation(np.asarray(ids), fraction)
+    out = {}
+    for half, want in (("held_out", True), ("tuning", False)):
+        per_class = {}
+        for q in gallery:
+            if bool(held[q]) != want:
+                continue
+            others = sorted((g for g in gallery if g != q),
+                            key=lambda g: -float(vectors[q] @ vectors[g]))
+            hits = sum(categories[g] == categories[q] for g in others[:k]) / k
+            per_class.setdefault(categories[q], []).append(hits)
+        out[half] = {c: float(np.mean(v)) for c, v in per_class.items()}
+    return out
+
+
+def test_category_precision_matches_a_loop_and_ignores_small_classes():
+    rng = np.random.default_rng(3)
+    cats = np.array(["a"] * 30 + ["b"] * 25 + ["c"] * 5 + [""] * 10, dtype=object)
+    centres = {"a": rng.normal(size=8), "b": rng.normal(size=8), "c": rng.normal(size=8),
+               "": np.zeros(8)}
+    vectors = unit([centres[c] + rng.normal(scale=1.2, size=8) for c in cats])
+    ids = np.arange(1000, 1000 + len(cats))
+    got = category_precision(vectors, cats, ids, k=5, min_class_size=20, n_boot=200)
+    want = _reference_category_precision(vectors, cats, ids, 5, 20, 0.5)
+    assert got["classes"] == {"a": 30, "b": 25}  # c (5 images) and unlabelled take no part
+    for half in ("held_out", "tuning"):
+        assert got[half]["per_class"] == pytest.approx(want[half])
+        assert got[half]["macro"] == pytest.approx(np.mean(list(want[half].values())))
+        assert got[half]["ci_low"] <= got[half]["macro"] <= got[half]["ci_high"]
+    assert got["held_out"]["n_queries"] + got["tuning"]["n_queries"] == 55
+    assert 0 < got["held_out"]["n_queries"] < 55  # both halves are used
+
+
+def test_category_precision_is_empty_without_a_large_enough_class():
+    vectors = unit(np.eye(4) + 0.1)
+    assert category_precision(vectors, np.array(list("aabb"), dtype=object), np.arange(4)) == {}

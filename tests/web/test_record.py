@@ -19,24 +19,13 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 from webpage import did_of
+
+from vo_similarity.selections.page_client import _FromAddress
 
 pytestmark = pytest.mark.dachs
 
 _ADDRESSES = (f"127.0.0.{i}" for i in itertools.count(2))
-
-
-class _FromAddress(HTTPAdapter):
-    """Connections from one local source address."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
 
 
 class Writer:

@@ -48,7 +48,7 @@ def embed_images(
 
 
 def embed_workdir(
-    workdir: WorkDir, model_name: str, *, device: str = "cpu", batch_size: int = 256,
+    workdir: WorkDir, model_name: str | ModelDir, *, device: str = "cpu", batch_size: int = 256,
     progress: bool = True, all_categories: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed the model's images (its category, or all) and write them beside the model.
@@ -60,7 +60,7 @@ def embed_workdir(
         (publishing checks it against the manifest). The three files are
         replaced together, only when all are written.
     """
-    model_dir = workdir.model(model_name)
+    model_dir = model_name if isinstance(model_name, ModelDir) else workdir.model(model_name)
     cfg, model = load_trained(model_dir, device)
     source = {PIXELS_DIGEST: file_sha256(workdir.pixels)}
     data = load_images(workdir, category="" if all_categories else cfg.category)

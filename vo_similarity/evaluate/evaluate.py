@@ -16,7 +16,12 @@ import numpy as np
 import torch
 
 from vo_similarity.embed.embed import embed_images, load_trained
-from vo_similarity.evaluate.metrics import invariance, mean_average_precision, precision_at_k
+from vo_similarity.evaluate.metrics import (
+    category_precision,
+    invariance,
+    mean_average_precision,
+    precision_at_k,
+)
 from vo_similarity.learn.augment import random_affine_matrices, warp
 from vo_similarity.learn.data import ImageSet, load_images
 from vo_similarity.learn.model import build_model
@@ -77,10 +82,17 @@ def pixel_pca_embedding(
 
 
 def score_embeddings(
-    originals: np.ndarray, copies: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5, 10)
+    originals: np.ndarray, copies: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5, 10),
+    categories: np.ndarray | None = None, image_ids: np.ndarray | None = None,
 ) -> dict:
-    """All metrics of one embedding: invariance always, precision@k and mAP where labelled."""
+    """All metrics of one embedding: invariance always, precision@k and mAP where labelled,
+    and precision@10 against the manifest's ``category`` where its classes are large enough
+    (:func:`~vo_similarity.evaluate.metrics.category_precision`)."""
     scores: dict = {"invariance": invariance(originals, copies)}
+    if categories is not None and image_ids is not None:
+        by_category = category_precision(originals, categories, image_ids)
+        if by_category:
+            scores["category_precision@10"] = by_category
     if any(str(x) for x in labels):
         for k in ks:
             p = precision_at_k(originals, labels, k)
@@ -96,8 +108,9 @@ def _subsample(data: ImageSet, max_images: int, seed: int) -> ImageSet:
     if len(data) <= max_images:
         return data
     keep = np.sort(np.random.default_rng(seed).choice(len(data), max_images, replace=False))
+    categories = None if data.categories is None else data.categories[keep]
     return ImageSet(data.pixels.subset(keep), data.image_ids[keep], data.labels[keep],
-                    data.credits[keep], data.names[keep])
+                    data.credits[keep], data.names[keep], categories)
 
 
 def evaluate_model(
@@ -127,8 +140,9 @@ def evaluate_model(
     def run(name: str, net, pool: int | None = None) -> np.ndarray:
         a = embed_images(net, images, cfg, pool_rotations=pool)
         b = embed_images(net, copies, cfg, pool_rotations=pool)
-        results[name] = score_embeddings(a, b, data.labels)
-        log.info("%s: %s", name, {k: v for k, v in results[name].items() if "per_class" not in k})
+        results[name] = score_embeddings(a, b, data.labels, categories=data.categories,
+                                         image_ids=data.image_ids)
+        log.info("%s: %s", name, {k: v for k, v in results[name].items() if "per_class" not in k and "category" not in k})
         return a
 
     vectors = run("model", model)
@@ -137,7 +151,8 @@ def evaluate_model(
     torch.manual_seed(cfg.seed)
     run("untrained_network", build_model(cfg).to(device).eval())
     pa, pb = pixel_pca_embedding(images, copies)
-    results["pixels_pca"] = score_embeddings(pa, pb, data.labels)
+    results["pixels_pca"] = score_embeddings(pa, pb, data.labels, categories=data.categories,
+                                             image_ids=data.image_ids)
     report = {
         "model": model_name, "category": cfg.category, "split": split, "n_images": len(data),
         "invariance_transform": asdict(transform), "config": cfg.to_dict(), "metrics": results,

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["invariance", "mean_average_precision", "precision_at_k", "similarity_ranking"]
+__all__ = [
+    "category_precision",
+    "invariance",
+    "mean_average_precision",
+    "precision_at_k",
+    "similarity_ranking",
+]
 
 
 def similarity_ranking(vectors: np.ndarray) -> np.ndarray:
@@ -77,3 +83,52 @@ def invariance(originals: np.ndarray, copies: np.ndarray) -> dict[str, float]:
     rank = 1 + (sim > own[:, None]).sum(1)
     return {"top1": float((rank == 1).mean()), "mean_rank": float(rank.mean()),
             "median_rank": float(np.median(rank))}
+
+
+def category_precision(
+    vectors: np.ndarray, categories: np.ndarray, image_ids: np.ndarray, *, k: int = 10,
+    min_class_size: int = 20, held_out: float = 0.5, n_boot: int = 1000, seed: int = 0,
+) -> dict:
+    """Macro precision@k against a catalogue classification, on a fixed tuning/held-out split.
+
+    The gallery is every image of a class with at least ``min_class_size`` members
+    (smaller classes and unlabelled images take no part); each of them is a query
+    of the *held-out* half or of the *tuning* half, by a fixed hash of its
+    ``image_id`` (:func:`vo_similarity.learn.data.is_validation`), and its k
+    nearest images are taken from the whole gallery.  A recipe is chosen on the
+    tuning half and reported on the held-out half.  The 95 % interval of each macro
+    value is a bootstrap over queries, resampled within each class.
+
+    Returns:
+        ``{"k", "min_class_size", "classes": {name: size}, "held_out": {...},
+        "tuning": {...}}`` with, per half, ``macro``, ``ci_low``, ``ci_high``,
+        ``n_queries`` and ``per_class``; ``{}`` when no class is large enough.
+    """
+    from vo_similarity.learn.data import is_validation
+
+    cats = np.array([str(c) for c in categories], dtype=object)
+    names, counts = np.unique(cats[cats != ""], return_counts=True)
+    classes = {str(c): int(n) for c, n in zip(names, counts) if n >= min_class_size}
+    gallery = np.flatnonzero(np.isin(cats, list(classes)))
+    if not classes or len(gallery) <= k:
+        return {}
+    v = np.asarray(vectors, dtype=np.float32)[gallery]
+    g = cats[gallery]
+    sim = v @ v.T
+    np.fill_diagonal(sim, -np.inf)
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    hits = (g[top] == g[:, None]).mean(1)
+    val = is_validation(np.asarray(image_ids)[gallery], held_out)
+    rng = np.random.default_rng(seed)
+    out: dict = {"k": k, "min_class_size": min_class_size, "classes": classes}
+    for half, mask in (("held_out", val), ("tuning", ~val)):
+        per_class = {c: hits[mask & (g == c)] for c in classes if (mask & (g == c)).any()}
+        boot = np.mean([[rng.choice(h, len(h)).mean() for h in per_class.values()]
+                        for _ in range(n_boot)], axis=1)
+        out[half] = {
+            "macro": float(np.mean([h.mean() for h in per_class.values()])),
+            "ci_low": float(np.quantile(boot, 0.025)), "ci_high": float(np.quantile(boot, 0.975)),
+            "n_queries": int(mask.sum()),
+            "per_class": {c: float(h.mean()) for c, h in per_class.items()},
+        }
+    return out

@@ -125,6 +125,17 @@ class TrainConfig:
             off, and a frame saved before the keys ``radius``, ``zoom_power`` and
             ``background_pixels`` existed with the values they had implicitly
             (:data:`LEGACY_CANONICAL`), so older models keep their behaviour.
+        selection_weight: weight of the selection term (the supervised contrastive
+            loss over recorded selections, :mod:`vo_similarity.learn.selection_loss`)
+            beside SimCLR's; 0 is pure SimCLR, and the term is only computed when
+            training is given selections.
+        selection_temperature: temperature of the selection term.
+        selection_batch: marked pairs (query, chosen image) per training step.
+        selection_per_query: at most this many of one query's pairs per step (the
+            step's pairs come from whole queries, so each query's similar and
+            not-similar images meet in one step).
+        selection_negative_weight: weight of the images marked not similar in the
+            selection term's denominator (1: plain supervised contrastive loss).
     """
 
     name: str = "default"
@@ -146,6 +157,11 @@ class TrainConfig:
     precision: str = "auto"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     canonical: CanonicalConfig = field(default_factory=CanonicalConfig)
+    selection_weight: float = 0.0
+    selection_temperature: float = 0.1
+    selection_batch: int = 64
+    selection_per_query: int = 16
+    selection_negative_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.augment, dict):
@@ -178,6 +194,11 @@ class TrainConfig:
             (self.canonical.smooth_sigma >= 0, "canonical smooth_sigma must be >= 0"),
             (0 <= self.canonical.max_shift <= 1, "canonical max_shift must be in [0, 1]"),
             (0 < self.canonical.zoom_power <= 1, "canonical zoom_power must be in (0, 1]"),
+            (self.selection_weight >= 0, "selection_weight must be >= 0"),
+            (self.selection_temperature > 0, "selection_temperature must be > 0"),
+            (self.selection_batch >= 1, "selection_batch must be >= 1"),
+            (self.selection_per_query >= 1, "selection_per_query must be >= 1"),
+            (self.selection_negative_weight > 0, "selection_negative_weight must be > 0"),
             (self.canonical.background_pixels in BACKGROUND_PIXELS,
              f"canonical background_pixels must be one of {BACKGROUND_PIXELS}"),
         ]

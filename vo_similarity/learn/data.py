@@ -61,6 +61,7 @@ class ImageSet:
     labels: np.ndarray  # str [N], "" where unknown
     credits: np.ndarray  # str [N]
     names: np.ndarray  # str [N] target names
+    categories: np.ndarray | None = None  # str [N] manifest ``category``, "" where unknown
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -118,4 +119,5 @@ def load_images(
         labels=_column(table, "label", n)[rows],
         credits=_column(table, "credit", n)[rows],
         names=_column(table, "target_name", n)[rows],
+        categories=_column(table, "category", n)[rows],
     )

@@ -14,6 +14,7 @@ from vo_similarity.cli_common import (
     positive_int,
     reports_errors,
     require_ingested,
+    require_trained,
     set_threads,
 )
 
@@ -36,13 +37,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out fraction (default: the base config's, else 0.2)")
     parser.add_argument("--min-invariance", type=float, default=0.9,
                         help="held-out invariance a trial must reach (default: %(default)s)")
-    parser.add_argument("--study", default="simclr", help="study name (default: %(default)s)")
+    parser.add_argument("--study", default=None,
+                        help="study name (default: simclr, or selections for --objective "
+                             "selections)")
     parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    parser.add_argument("--objective", choices=["precision", "selections"], default="precision",
+                        help="precision: held-out macro precision@10 against the labels; "
+                             "selections: pairwise accuracy on held-out recorded selections "
+                             "(needs --selections; the selection weight is searched) "
+                             "(default: %(default)s)")
+    parser.add_argument("--selections", metavar="SOURCE",
+                        help="recorded selections: 'service', a TAP URL or an exported file")
+    parser.add_argument("--held-out", type=float, default=0.3,
+                        help="share of the selections' queries held out for the objective "
+                             "(default: %(default)s)")
+    parser.add_argument("--init-from", metavar="MODEL",
+                        help="every trial starts from this trained model's weights and config "
+                             "(unless --config is given)")
 
 
 @reports_errors("tune")
 def run(args: argparse.Namespace) -> int:
     """Run (or continue) the study and print one line per trial."""
+    if args.objective == "selections" and not args.selections:
+        raise UsageError("--objective selections needs --selections SOURCE")
+    if args.selections and args.objective != "selections":
+        raise UsageError("--selections is used by --objective selections only")
+    if not 0 < args.held_out < 1:
+        raise UsageError(f"--held-out must be in (0, 1), not {args.held_out}")
+    if args.init_from is not None:
+        require_trained(args.workdir, args.init_from)
     try:
         config = _base_config(args)
     except ValueError as exc:  # a flag's value the config refuses
@@ -61,24 +85,36 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(logging.WARNING)
     set_threads(args.threads)
     work = WorkDir(args.workdir)
-    study = tune(work, config, n_trials=args.trials, study_name=args.study,
+    selections = None
+    if args.selections:
+        from vo_similarity.selections import read_selections
+
+        selections = read_selections(args.selections)
+    study_name = args.study or ("selections" if args.objective == "selections" else "simclr")
+    study = tune(work, config, n_trials=args.trials, study_name=study_name,
                  min_invariance=args.min_invariance, device=device_name(args.device),
-                 timeout=args.timeout, progress=args.progress)
+                 timeout=args.timeout, progress=args.progress, objective=args.objective,
+                 selections=selections, held_out=args.held_out,
+                 init_weights=work.model(args.init_from).weights if args.init_from else None)
+    label = "P@10" if args.objective == "precision" else "selection accuracy"
     for row in summary(study):
-        value = "-" if row["precision@10"] is None else f"{row['precision@10']:.3f}"
-        print(f"trial {row['trial']:3d} {row['state']:9s} P@10 {value:>6s} "
+        value = "-" if row["value"] is None else f"{row['value']:.3f}"
+        print(f"trial {row['trial']:3d} {row['state']:9s} {label} {value:>6s} "
               f"invariance {row['invariance']:.3f}")
     if work.tune_best_config.is_file():
+        then = f" --selections {args.selections}" if args.selections else ""
+        if args.init_from:
+            then += f" --init-from {args.init_from}"
         print(f"best config: {work.tune_best_config}  (train it: vo-similarity train "
-              f"{args.workdir} --model {args.model} --config {work.tune_best_config})")
+              f"{args.workdir} --model {args.model} --config {work.tune_best_config}{then})")
     return EXIT_OK
 
 
 def _base_config(args: argparse.Namespace) -> TrainConfig:
     """The --config file (else the defaults) with the flags applied; the name is --model."""
-    from vo_similarity.learn.config import TrainConfig
+    from vo_similarity.learn.cli import starting_config
 
-    base = TrainConfig.load(args.config) if args.config else TrainConfig()
+    base = starting_config(args)
     changes = {"name": args.model}
     if args.category is not None:
         changes["category"] = args.category
@@ -86,6 +122,6 @@ def _base_config(args: argparse.Namespace) -> TrainConfig:
         changes["epochs"] = args.epochs
     if args.val_fraction is not None:
         changes["val_fraction"] = args.val_fraction
-    elif base.val_fraction <= 0:
-        changes["val_fraction"] = 0.2
+    elif base.val_fraction <= 0 and getattr(args, "objective", "precision") == "precision":
+        changes["val_fraction"] = 0.2  # the selections objective holds out queries instead
     return base.replace(**changes)
