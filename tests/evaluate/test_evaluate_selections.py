@@ -130,8 +130,10 @@ def test_the_command_prints_the_table(trained, tmp_path, capsys):
                                   tmp / "elsewhere.ecsv"), "none of the 1 selections"),
     (lambda tmp: "service", "no DaCHS settings file"),
 ])
-def test_the_command_reports_bad_sources_in_one_line(trained, tmp_path, capsys, make_source,
-                                                      message):
+def test_the_command_reports_bad_sources_in_one_line(trained, tmp_path, capsys, monkeypatch,
+                                                      make_source, message):
+    # a DaCHS the session started elsewhere may have set GAVOSETTINGS to its own settings
+    monkeypatch.setenv("GAVOSETTINGS", str(tmp_path / "no-such-gavo.rc"))
     source = make_source(tmp_path)
     status = main(["evaluate", str(trained.root), "--model", "tiny", "--selections", str(source),
                    "--threads", "1", "--no-progress"])

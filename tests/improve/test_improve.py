@@ -141,3 +141,17 @@ def test_a_run_killed_while_moving_the_candidate_in_is_undone(trained):
     assert result.decision == "nothing new"
     assert _same(before, _weights(paths.model))
     assert json.loads(paths.state.read_text())["phase"] == "idle"
+
+
+def test_a_run_killed_before_republishing_is_finished(trained):
+    """After both renames: the next run republishes (here publish is off) and counts the
+    selections the model was made from as old."""
+    paths = _Paths(trained, "m")
+    paths.base.mkdir(parents=True, exist_ok=True)
+    paths.state.write_text(json.dumps({"since": "2000-01-01T00:00:00",
+                                       "considered_up_to": "2030-01-01T00:00:00",
+                                       "phase": "publishing", "history": []}))
+    assert improve(trained, "m", OPTIONS, selections=_marks(trained, consistent=True)
+                   ).decision == "nothing new"  # marks of today are older than 2030
+    state = json.loads(paths.state.read_text())
+    assert state["phase"] == "idle" and state["since"] == "2030-01-01T00:00:00"

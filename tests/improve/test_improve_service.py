@@ -171,9 +171,8 @@ def test_a_killed_run_leaves_the_published_model_as_it_was(sky):
 
 
 def test_consistent_selections_improve_the_model_and_republish_it(sky):
-    # the selections of the killed run's test, or new ones when run alone
-    if not len(read_selections("service", site=sky.site)):
-        _simulate(sky, "class", seed=4)
+    _clear_selections(sky)
+    _simulate(sky, "class", seed=4)
     model_id, digest = _published(sky)
     done = _improve(sky)
     assert done.returncode == 0, done.stderr

@@ -157,8 +157,10 @@ def test_unknown_and_missing_files_are_refused(tmp_path):
         read_selections(broken)
 
 
-def test_the_service_without_a_settings_file_says_so():
-    # tests/conftest.py points GAVOSETTINGS at a file that does not exist
+def test_the_service_without_a_settings_file_says_so(tmp_path, monkeypatch):
+    # not tests/conftest.py's guard alone: the publish tests' instance, once started,
+    # points GAVOSETTINGS at its own settings for the rest of the session
+    monkeypatch.setenv("GAVOSETTINGS", str(tmp_path / "no-such-gavo.rc"))
     with pytest.raises(DachsError, match="no DaCHS settings file"):
         read_selections("service")
 

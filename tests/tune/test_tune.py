@@ -42,3 +42,26 @@ def test_search_space_leaves_a_disabled_canonical_frame_alone():
 def test_tune_needs_labels_and_a_split(tiny_workdir, tiny_config):
     with pytest.raises(ValueError, match="val_fraction"):
         tune(tiny_workdir, tiny_config, n_trials=1, progress=False)
+
+
+@pytest.mark.slow
+def test_category_objective_scores_the_tuning_half(tiny_workdir, tiny_config):
+    # the tiny manifest's categories "small" / "large" have 24 images each; all 48 train
+    study = tune(tiny_workdir, tiny_config.replace(epochs=2), n_trials=2, report_every=1,
+                 min_invariance=0.0, progress=False, objective="category",
+                 study_name="category")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete and study.user_attrs["objective"] == "category"
+    for t in complete:
+        assert 0 <= t.value <= 1 and 0 <= t.user_attrs["category_precision@10_held_out"] <= 1
+    assert TrainConfig.load(tiny_workdir.tune_best_config).val_fraction == 0.0
+
+
+def test_category_objective_needs_large_enough_categories(tiny_workdir, tiny_config):
+    from astropy.table import Table
+
+    table = Table.read(tiny_workdir.manifest)
+    table["category"] = [f"c{i}" for i in range(len(table))]  # 48 classes of one
+    table.write(tiny_workdir.manifest, overwrite=True, format="ascii.ecsv")
+    with pytest.raises(ValueError, match="at least 20 images"):
+        tune(tiny_workdir, tiny_config, n_trials=1, progress=False, objective="category")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "category_classes",
     "category_precision",
     "invariance",
     "mean_average_precision",
@@ -85,6 +86,13 @@ def invariance(originals: np.ndarray, copies: np.ndarray) -> dict[str, float]:
             "median_rank": float(np.median(rank))}
 
 
+def category_classes(categories: np.ndarray, min_class_size: int = 20) -> dict[str, int]:
+    """The categories with at least ``min_class_size`` images, and their sizes."""
+    cats = np.array([str(c) for c in categories], dtype=object)
+    names, counts = np.unique(cats[cats != ""], return_counts=True)
+    return {str(c): int(n) for c, n in zip(names, counts) if n >= min_class_size}
+
+
 def category_precision(
     vectors: np.ndarray, categories: np.ndarray, image_ids: np.ndarray, *, k: int = 10,
     min_class_size: int = 20, held_out: float = 0.5, n_boot: int = 1000, seed: int = 0,
@@ -107,8 +115,7 @@ def category_precision(
     from vo_similarity.learn.data import is_validation
 
     cats = np.array([str(c) for c in categories], dtype=object)
-    names, counts = np.unique(cats[cats != ""], return_counts=True)
-    classes = {str(c): int(n) for c, n in zip(names, counts) if n >= min_class_size}
+    classes = category_classes(cats, min_class_size)
     gallery = np.flatnonzero(np.isin(cats, list(classes)))
     if not classes or len(gallery) <= k:
         return {}

@@ -169,6 +169,8 @@ def _recover(paths: _Paths, state: dict, work: WorkDir, options: ImproveOptions,
         log.warning("a run was killed before republishing the accepted model: publishing it now")
         _publish(work, paths.model.name, options, site)
         state["phase"] = "idle"
+        if state.get("considered_up_to"):  # the model in place was made from those
+            state.update(since=state["considered_up_to"], considered_up_to=None)
     elif phase not in ("idle", "swapping"):
         state["phase"] = "idle"  # killed while training or scoring: nothing was changed
     _write_state(paths, state)
@@ -191,7 +193,7 @@ def _invariance(model, cfg, images, copies) -> float:
 
 def _candidate_config(cfg, options: ImproveOptions):
     # no warm-up: the weights are trained already; the model's own rate did better than a
-    # quarter of it in the measurements of docs/selections.md
+    # quarter of it (docs/learning.md, "Selections in training")
     return cfg.replace(
         epochs=options.epochs, warmup_epochs=0,
         learning_rate=options.learning_rate or cfg.learning_rate,

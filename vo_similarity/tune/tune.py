@@ -49,7 +49,8 @@ __all__ = ["OBJECTIVES", "suggest_config", "tune"]
 log = logging.getLogger(__name__)
 
 #: objective -> the name of its value in reports
-OBJECTIVES = {"precision": "precision@10", "selections": "selection_accuracy"}
+OBJECTIVES = {"precision": "precision@10", "selections": "selection_accuracy",
+              "category": "category_precision@10"}
 
 
 def suggest_config(trial, base: TrainConfig, *, selections: bool = False,
@@ -118,7 +119,9 @@ def tune(
         n_trials: total finished trials wanted, counting those of earlier runs.
         min_invariance: the held-out invariance a trial must reach to be feasible.
         report_every: epochs between intermediate reports for pruning.
-        objective: ``"precision"`` (held-out macro precision@10 against the labels) or
+        objective: ``"precision"`` (held-out macro precision@10 against the labels),
+            ``"category"`` (macro precision@10 against the manifest's ``category`` on its
+            tuning half; every image trains, no label is used in training) or
             ``"selections"`` (pairwise accuracy on held-out ``selections``).
         selections: the recorded selections (objective ``"selections"``).
         held_out: the share of the selections' queries held out for the objective.
@@ -138,6 +141,8 @@ def tune(
         raise ValueError(f"objective must be one of {sorted(OBJECTIVES)}, not {objective!r}")
     if objective == "precision":
         score, train_selections = _precision_objective(workdir, base)
+    elif objective == "category":
+        score, train_selections = _category_objective(workdir, base)
     else:
         score, train_selections = _selection_objective(workdir, base, selections, held_out)
     value_name = OBJECTIVES[objective]
@@ -214,6 +219,33 @@ def _precision_objective(workdir: WorkDir, base: TrainConfig) -> tuple[Score, No
         a = embed_images(model, images, cfg)
         b = embed_images(model, copies, cfg)
         return score_embeddings(a, b, val.labels, ks=(10,))
+
+    return score, None
+
+
+def _category_objective(workdir: WorkDir, base: TrainConfig, max_images: int = 5000
+                        ) -> tuple[Score, None]:
+    """Macro precision@10 against the manifest's categories on their *tuning* half
+    (:func:`~vo_similarity.evaluate.metrics.category_precision`); the held-out half is
+    left for ``evaluate`` to report. Invariance on (up to ``max_images`` of) the images."""
+    from vo_similarity.evaluate.metrics import category_classes, category_precision
+
+    data = load_images(workdir, category=base.category)
+    if data.categories is None or not category_classes(data.categories):
+        raise ValueError("the category objective needs a manifest column 'category' with "
+                         "classes of at least 20 images")
+    images = data.pixels.all()
+    rows = np.random.default_rng(base.seed).permutation(len(data))[:max_images]
+    copies = transformed_copies(images[rows], InvarianceTransform())
+
+    def score(model, cfg: TrainConfig) -> dict[str, Any]:
+        a = embed_images(model, images, cfg)
+        b = embed_images(model, copies, cfg)
+        scores = score_embeddings(a[rows], b, np.full(len(rows), "", dtype=object), ks=(10,))
+        halves = category_precision(a, data.categories, data.image_ids, n_boot=200)
+        scores["category_precision@10"] = halves["tuning"]["macro"]
+        scores["category_precision@10_held_out"] = halves["held_out"]["macro"]
+        return scores
 
     return score, None
 
