@@ -81,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fine-tune-epochs", type=int, default=20)
     parser.add_argument("--selection-weight", type=float, default=2.0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch's CPU threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp, ScratchDachs.start() as scratch:
         work = WorkDir(Path(tmp) / "work").ensure()
