@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notion", default="class+size", choices=["class", "class+size"])
     parser.add_argument("--fine-tune-epochs", type=int, default=20)
     parser.add_argument("--selection-weight", type=float, default=2.0)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="fine-tuning learning rate (default: improve's, a quarter of the model's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch's CPU threads")
     args = parser.parse_args(argv)
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.n} images, model {cfg.backbone} width {cfg.width}, {cfg.image_size} px, "
               f"{args.epochs} epochs, published ({time.perf_counter() - t0:.0f} s)")
         page = f"{scratch.url}/similarity/q/web/custom/"
-        options = ImproveOptions(epochs=args.fine_tune_epochs,
+        options = ImproveOptions(epochs=args.fine_tune_epochs, learning_rate=args.learning_rate,
                                  selection_weight=args.selection_weight, device=args.device)
 
         for notion, seed in ((args.notion, 10), ("random", 50)):

@@ -27,7 +27,7 @@ from vo_similarity.selections.simulate import Astronomer, Sky
 from vo_similarity.workdir import WorkDir
 
 OPTIONS = ImproveOptions(publish=False, device="cpu", epochs=20, min_queries=10, held_out=0.35,
-                         selection_weight=2.0)
+                         selection_weight=2.0, learning_rate=2e-3)
 #: a small synthetic sky and a model that knows little of it yet (5 epochs, ~10 s)
 SKY, SIZE = 300, 32
 BASE = TrainConfig(name="m", width=8, image_size=SIZE, batch_size=64, epochs=5, warmup_epochs=1,

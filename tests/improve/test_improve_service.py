@@ -35,7 +35,7 @@ MARKS, ASTRONOMERS, PER_QUERY = 500, 4, 5
 CONFIG = TrainConfig(name=MODEL, width=8, image_size=SIZE, batch_size=64, epochs=5,
                      warmup_epochs=1, pool_rotations=2, precision="fp32", projection_dim=32)
 #: fine-tuning of the test (the CLI's defaults are for real models)
-IMPROVE_ARGS = ["--epochs", "30", "--selection-weight", "3", "--held-out", "0.4",
+IMPROVE_ARGS = ["--epochs", "30", "--selection-weight", "3", "--held-out", "0.4", "--lr", "2e-3",
                 "--threads", "1", "--device", "cpu", "--no-progress"]
 
 

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, default=20,
                         help="fine-tuning epochs (default: %(default)s)")
     parser.add_argument("--learning-rate", "--lr", type=float, default=None,
-                        help="fine-tuning learning rate (default: the model's own)")
+                        help="fine-tuning learning rate (default: a quarter of the model's)")
     parser.add_argument("--selection-weight", type=float, default=1.0,
                         help="weight of the selections' contrastive term beside SimCLR's "
                              "(default: %(default)s)")

@@ -65,7 +65,7 @@ class ImproveOptions:
         invariance_slack: see ``min_invariance``.
         min_queries: fewest held-out query images with both kinds of marks to decide on.
         epochs, learning_rate, selection_weight: the fine-tuning (no warm-up);
-            ``learning_rate`` None keeps the model's own.
+            ``learning_rate`` None: a quarter of the model's own.
         publish: republish an accepted candidate (False: leave it in the work directory).
         device: torch device for training and embedding.
     """
@@ -192,11 +192,11 @@ def _invariance(model, cfg, images, copies) -> float:
 
 
 def _candidate_config(cfg, options: ImproveOptions):
-    # no warm-up: the weights are trained already; the model's own rate did better than a
-    # quarter of it (docs/learning.md, "Selections in training")
+    # no warm-up: the weights are trained already; a quarter of the model's rate gained more
+    # and kept more invariance than its full rate (benchmarks/RESULTS.md, issue 13)
     return cfg.replace(
         epochs=options.epochs, warmup_epochs=0,
-        learning_rate=options.learning_rate or cfg.learning_rate,
+        learning_rate=options.learning_rate or cfg.learning_rate / 4,
         selection_weight=options.selection_weight, seed=cfg.seed + 1)
 
 
