@@ -27,13 +27,11 @@ def _epoch_of(path) -> int:
         return 0
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_to_identical_weights(tiny_workdir):
-    work = tiny_workdir
-    subprocess.run(_train_cmd(work, "whole"), check=True, capture_output=True)
-    killed = work.model("killed")
-    proc = subprocess.Popen(_train_cmd(work, "killed"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+def kill_after_two_epochs(command: list[str], killed) -> None:
+    """Start a 6-epoch training ``command`` of model dir ``killed``, SIGKILL it once its
+    checkpoint holds 2 epochs, and check that it was interrupted mid-way."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     deadline = time.monotonic() + 120
     while _epoch_of(killed.checkpoint) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -42,6 +40,14 @@ def test_killed_run_resumes_to_identical_weights(tiny_workdir):
     at_kill = _epoch_of(killed.checkpoint)
     assert 2 <= at_kill < 6, f"the run was not interrupted mid-way (checkpoint epoch {at_kill})"
     assert not killed.weights.exists()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_weights(tiny_workdir):
+    work = tiny_workdir
+    subprocess.run(_train_cmd(work, "whole"), check=True, capture_output=True)
+    killed = work.model("killed")
+    kill_after_two_epochs(_train_cmd(work, "killed"), killed)
     subprocess.run(_train_cmd(work, "killed"), check=True, capture_output=True)
 
     whole = torch.load(work.model("whole").weights, weights_only=True)

@@ -2,16 +2,13 @@
 
 import json
 import logging
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
-from test_train import _epoch_of
+from test_train import kill_after_two_epochs
 from tiny_work import CLASSES
 
 from vo_similarity.cli import main
@@ -216,16 +213,7 @@ def test_killed_fine_tuning_with_selections_resumes_to_identical_weights(tiny_wo
 
     subprocess.run(cmd("whole"), check=True, capture_output=True)
     killed = tiny_workdir.model("killed")
-    proc = subprocess.Popen(cmd("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    while _epoch_of(killed.checkpoint) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    at_kill = _epoch_of(killed.checkpoint)
-    assert 2 <= at_kill < 6, f"the run was not interrupted mid-way (checkpoint epoch {at_kill})"
-    assert not killed.weights.exists()
+    kill_after_two_epochs(cmd("killed"), killed)
     subprocess.run(cmd("killed"), check=True, capture_output=True)
     whole = torch.load(tiny_workdir.model("whole").weights, weights_only=True)
     resumed = torch.load(killed.weights, weights_only=True)

@@ -231,9 +231,10 @@ def _decide(paths: _Paths, work: WorkDir, options: ImproveOptions, sel) -> Impro
                 selections=training, init_weights=paths.model.weights, restart=True)
     candidate = fit.model.eval()
 
-    images = data.pixels
-    before = embed_images(current, images, cfg)
-    after = embed_images(candidate, images, ccfg)
+    device = "cpu" if options.device == "auto" else options.device
+    before = embed_images(current, data.pixels, cfg)
+    # written beside the candidate: what it publishes if accepted (same images, same order)
+    after, _ = embed_workdir(work, paths.candidate, device=device, progress=False)
     gain = paired_improvement(before, after, data.image_ids, held, seed=options.seed)
 
     n_inv = min(len(data), options.max_invariance_images)
@@ -260,8 +261,6 @@ def _decide(paths: _Paths, work: WorkDir, options: ImproveOptions, sel) -> Impro
         result.decision = "refused"
         result.reason = f"invariance fell to {inv_after:.3f}, below the required {floor:.3f}"
         return result
-    embed_workdir(work, paths.candidate, device="cpu" if options.device == "auto" else options.device,
-                  progress=False)
     k = np.load(paths.model.neighbour_ids, mmap_mode="r").shape[1] \
         if paths.model.neighbour_ids.is_file() else 1000
     compute_model_neighbours(paths.candidate, k, progress=False)
