@@ -25,7 +25,9 @@ operator's instance):
    wait for the client's delayed ACK, up to 40 ms: see docs/search-service.md.);
 4. the kernel's own time (read the mapped file, matrix-vector products, top n)
    is measured in DaCHS's Python on the same file, on one CPU with
-   ``OPENBLAS_NUM_THREADS=1``.
+   ``OPENBLAS_NUM_THREADS=1``: as the service runs it (a first pass over the
+   one-byte codes, then the exact rescore), and beside it the plain float32
+   scan of the vectors, which must give the same rows.
 
 Target: p50 <= 100 ms at N = 10^6 on one core.
 
@@ -66,12 +68,15 @@ spec = importlib.util.spec_from_file_location("k", sys.argv[1])
 k = importlib.util.module_from_spec(spec); spec.loader.exec_module(k)
 vf = k.open_vectors(sys.argv[2])
 rng = np.random.default_rng(1)
-times = []
+times = {"codes": [], "scan": []}
 for i in range(int(sys.argv[3]) + 3):
     q = rng.normal(size=vf.dim); q = (q / np.linalg.norm(q)).astype(np.float32)
-    t0 = time.perf_counter(); k.top_n(vf.vectors, q, 20); t = time.perf_counter() - t0
+    t0 = time.perf_counter(); got = vf.top_n(q, 20); t = time.perf_counter() - t0
+    t1 = time.perf_counter(); ref = k.top_n(vf.vectors, q, 20); t1 = time.perf_counter() - t1
+    assert vf.coded is not None and (got[0] == ref[0]).all(), "the two passes disagree"
     if i >= 3:
-        times.append(t)
+        times["codes"].append(t)
+        times["scan"].append(t1)
 print(json.dumps(times))
 """
 
@@ -149,7 +154,7 @@ def time_service(site: DachsSite, model_id: int, queries: int, *, keep_alive: bo
     return times
 
 
-def time_kernel(site: DachsSite, path: Path, queries: int) -> list[float]:
+def time_kernel(site: DachsSite, path: Path, queries: int) -> dict[str, list[float]]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         ["taskset", "-c", str(SERVER_CPU), "/usr/bin/python3", "-c", KERNEL_TIMING,
@@ -190,11 +195,13 @@ def main() -> None:
             http = time_service(site, 100 + i, args.queries, keep_alive=True)
             fresh = time_service(site, 100 + i, args.queries, keep_alive=False)
             kernel = time_kernel(site, path, args.queries)
-            print(f"N = {n:>9,}: keep-alive p50 {pct(http, 50):6.1f} ms, p95 "
-                  f"{pct(http, 95):6.1f} ms (target p50 <= {TARGET_MS:.0f} ms: "
-                  f"{'met' if pct(http, 50) <= TARGET_MS else 'NOT met'}); new connection "
-                  f"each p50 {pct(fresh, 50):6.1f} ms, p95 {pct(fresh, 95):6.1f} ms; kernel "
-                  f"alone p50 {pct(kernel, 50):6.1f} ms, p95 {pct(kernel, 95):6.1f} ms; "
+            codes, scan = kernel["codes"], kernel["scan"]
+            print(f"N = {n:>9,}: new connection each p50 {pct(fresh, 50):6.1f} ms, p95 "
+                  f"{pct(fresh, 95):6.1f} ms (target p50 <= {TARGET_MS:.0f} ms: "
+                  f"{'met' if pct(fresh, 50) <= TARGET_MS else 'NOT met'}); keep-alive p50 "
+                  f"{pct(http, 50):6.1f} ms, p95 {pct(http, 95):6.1f} ms; kernel alone p50 "
+                  f"{pct(codes, 50):6.1f} ms, p95 {pct(codes, 95):6.1f} ms (the float32 "
+                  f"scan instead: p50 {pct(scan, 50):6.1f} ms); "
                   f"file {path.stat().st_size / 2**20:.0f} MiB, published in {made:.0f} s",
                   flush=True)
 

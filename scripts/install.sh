@@ -33,6 +33,14 @@ fi
 stamp=.venv/.vo-similarity-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    # torch's CUDA build alone is ~5.5 GB in the venv, plus pip's unpacking:
+    # say so before pip fails half-way with "No space left on device".
+    need_mib=8000
+    free_mib=$(df -Pm .venv | awk 'NR == 2 {print $4}')
+    if ! .venv/bin/python -c "import torch" 2>/dev/null && [ "${free_mib:-0}" -lt "$need_mib" ]; then
+        echo "install: only ${free_mib} MiB free where .venv is; the Python packages need about ${need_mib} MiB (torch's CUDA build): free some space and run this again" >&2
+        exit 1
+    fi
     echo "install: Python packages (the client, and the pipeline extra: torch, lightly, ...); the first time takes a few minutes"
     .venv/bin/pip install -q --disable-pip-version-check -e '.[pipeline,dev]' 2>&1 \
         | grep -v "is ignored: it is neither a file nor a directory" || true

@@ -98,6 +98,6 @@ def test_kernel_imports_nothing_but_numpy_and_the_standard_library():
              for a in node.names}
     names |= {node.module.split(".")[0] for node in ast.walk(tree)
               if isinstance(node, ast.ImportFrom) and node.level == 0}
-    assert names <= {"__future__", "json", "math", "os", "threading", "numpy"}, names
+    assert names <= {"__future__", "json", "math", "os", "threading", "typing", "numpy"}, names
     assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
     assert os.path.basename(sk.__file__) == "search_kernel.py"

@@ -7,15 +7,19 @@ in the package, where publishing writes the vector files it reads and the tests
 call it directly.
 
 Vector file (one per published model, written by
-:func:`vo_similarity.publish.vectors.write_vector_file`): two ``.npy`` records
-one after the other, ``int32 [N]`` image ids in increasing order, then
+:func:`vo_similarity.publish.vectors.write_vector_file`): ``.npy`` records one
+after the other, ``int32 [N]`` image ids in increasing order, then
 ``float32 [N, D]`` unit vectors, C order, row i belonging to image id i of the
-first record.  One file, so that ids and vectors are replaced together.
+first record; then, optionally, the same vectors coded for a fast first pass
+(:class:`Coded`): ``uint8 [N, D]`` codes, ``float32 [D]`` scales and
+``float32 [N]`` error bounds.  One file, so that everything is replaced together.
 
 A request is answered by :func:`handle`: every input checked with a clear
 message, the query vector built (Rocchio), the exact top n found by
-:func:`top_n` (blocked matrix-vector products with a running threshold), and
-the reply as JSON bytes.  SQL goes through bound parameters only.
+:func:`top_n` (blocked matrix-vector products with a running threshold; with
+codes, a first pass over the one-byte codes and an exact rescore of the rows its
+error bound cannot rule out), and the reply as JSON bytes.  SQL goes through
+bound parameters only.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import json
 import math
 import os
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LIMITS", "SearchError", "VectorFile", "build_query", "handle", "open_vectors",
-           "parse_request", "read_vector_file", "top_n"]
+__all__ = ["LIMITS", "Coded", "SearchError", "VectorFile", "build_query", "code_scales", "encode",
+           "handle", "open_vectors", "parse_request", "read_vector_file", "read_vector_records", "top_n"]
 
 #: Caps on a request: results, ids named, vectors sent.
 LIMITS = {"n": 1000, "ids": 1000, "vectors": 64}
@@ -52,19 +57,77 @@ def _read_npy_header(f) -> tuple[tuple[int, ...], np.dtype, int]:
     return shape, dtype, f.tell()
 
 
+def _records(path: str) -> list[tuple[tuple[int, ...], np.dtype, int]]:
+    """``(shape, dtype, offset)`` of every ``.npy`` record in the file, in order."""
+    records = []
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        while f.tell() < size:
+            shape, dtype, offset = _read_npy_header(f)
+            records.append((shape, dtype, offset))
+            f.seek(offset + int(np.prod(shape)) * dtype.itemsize)
+    return records
+
+
+class Coded(NamedTuple):
+    """The vectors coded for the first pass of :func:`top_n` (one byte a value).
+
+    Row i is approximated by ``x̂ᵢ = scales * (codes[i] - 128)`` (one scale per
+    dimension), and ``errors[i] >= ||vectors[i] - x̂ᵢ||`` (computed in float64
+    and rounded up when written), so that by Cauchy-Schwarz the approximate
+    score of a query q is off by at most ``|q| errors[i]`` plus float32 rounding.
+    """
+
+    codes: np.ndarray  # uint8 [N, D]
+    scales: np.ndarray  # float32 [D]
+    errors: np.ndarray  # float32 [N]
+
+
+def code_scales(peak: np.ndarray) -> np.ndarray:
+    """Per-dimension scales for :func:`encode` from the largest ``|x|`` of each dimension."""
+    peak = np.asarray(peak, np.float32)
+    return np.where(peak > 0, peak / np.float32(127), np.float32(1)).astype(np.float32)
+
+
+def encode(vectors: np.ndarray, scales: np.ndarray) -> Coded:
+    """Code float32 vectors [M, D] with per-dimension ``scales`` (:func:`code_scales`
+    of the largest ``|x|`` over all the vectors): ``rint(x / scales) + 128``."""
+    x = np.asarray(vectors, np.float32)
+    codes = np.clip(np.rint(x / scales), -127, 127).astype(np.int16) + 128
+    residual = x.astype(np.float64) - scales.astype(np.float64) * (codes - 128)
+    errors = np.linalg.norm(residual, axis=1).astype(np.float32)
+    errors = np.nextafter(errors, np.float32(np.inf))
+    return Coded(codes.astype(np.uint8), scales, errors)
+
+
+def _map(path: str, record) -> np.ndarray:
+    shape, dtype, offset = record
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
 def read_vector_file(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Memory-map a vector file: ``(ids int32 [N], vectors float32 [N, D])``."""
-    with open(path, "rb") as f:
-        id_shape, id_dtype, id_offset = _read_npy_header(f)
-        f.seek(id_offset + int(np.prod(id_shape)) * id_dtype.itemsize)
-        vec_shape, vec_dtype, vec_offset = _read_npy_header(f)
+    ids, vectors, _ = read_vector_records(path)
+    return ids, vectors
+
+
+def read_vector_records(path: str) -> tuple[np.ndarray, np.ndarray, Coded | None]:
+    """Memory-map a vector file: ids, vectors, and the codes where it has them."""
+    records = _records(path)
+    if len(records) not in (2, 5):
+        raise ValueError(f"{path} is not a vector file ({len(records)} records)")
+    (id_shape, id_dtype, _), (vec_shape, vec_dtype, _) = records[:2]
     if (id_dtype != np.int32 or vec_dtype != np.float32 or len(id_shape) != 1
             or len(vec_shape) != 2 or vec_shape[0] != id_shape[0]):
         raise ValueError(f"{path} is not a vector file (ids {id_dtype} {id_shape}, "
                          f"vectors {vec_dtype} {vec_shape})")
-    ids = np.memmap(path, dtype=np.int32, mode="r", offset=id_offset, shape=id_shape)
-    vectors = np.memmap(path, dtype=np.float32, mode="r", offset=vec_offset, shape=vec_shape)
-    return ids, vectors
+    coded = None
+    if len(records) == 5:
+        want = [(vec_shape, np.uint8), ((vec_shape[1],), np.float32), (id_shape, np.float32)]
+        if [(r[0], r[1]) for r in records[2:]] != want:
+            raise ValueError(f"{path}: its codes do not match its vectors")
+        coded = Coded(*(_map(path, r) for r in records[2:]))
+    return _map(path, records[0]), _map(path, records[1]), coded
 
 
 class VectorFile:
@@ -73,7 +136,7 @@ class VectorFile:
     def __init__(self, path: str):
         st = os.stat(path)
         self.path, self.key = path, (st.st_ino, st.st_mtime_ns, st.st_size)
-        self.ids, self.vectors = read_vector_file(path)
+        self.ids, self.vectors, self.coded = read_vector_records(path)
 
     @property
     def dim(self) -> int:
@@ -87,6 +150,11 @@ class VectorFile:
         if len(rows) and not np.array_equal(self.ids[rows], image_ids):
             raise KeyError("not in the file")
         return rows
+
+    def top_n(self, query: np.ndarray, n: int,
+              exclude_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`top_n` over this file, with its codes where it has them."""
+        return top_n(self.vectors, query, n, exclude_rows, coded=self.coded)
 
 
 _cache: dict[str, VectorFile] = {}
@@ -112,7 +180,8 @@ def open_vectors(path: str) -> VectorFile:
 
 def top_n(vectors: np.ndarray, query: np.ndarray, n: int,
           exclude_rows: np.ndarray | None = None,
-          block_rows: int = _BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+          block_rows: int = _BLOCK_ROWS,
+          coded: Coded | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top ``n`` rows of ``vectors @ query``, best first.
 
     Blocked: each block's scores are compared with the n-th best score so far,
@@ -120,12 +189,19 @@ def top_n(vectors: np.ndarray, query: np.ndarray, n: int,
     vectors needs memory for one block.  Ties are broken by row (lower first),
     so the answer does not depend on the block size.
 
+    With ``coded``, the pass reads the one-byte codes (a quarter of the bytes)
+    instead: each row's approximate score comes with a bound on its error, the rows
+    whose upper bound reaches the n-th best lower bound are the only ones that
+    can be in the top n, and only those are scored, in float64, from
+    ``vectors``.  The answer is the same top n.
+
     Args:
         vectors: float32 [N, D].
         query: float32 [D].
         n: how many rows (fewer when N minus the excluded rows is smaller).
         exclude_rows: rows never returned.
         block_rows: rows per matrix-vector product.
+        coded: the vectors' codes (:class:`Coded`), or None to scan the vectors.
 
     Returns:
         ``(rows int64 [m], scores float32 [m])`` in rank order, m = min(n, available).
@@ -133,6 +209,8 @@ def top_n(vectors: np.ndarray, query: np.ndarray, n: int,
     query = np.ascontiguousarray(query, dtype=np.float32)
     excluded = np.unique(np.asarray(exclude_rows if exclude_rows is not None else [],
                                     dtype=np.int64))
+    if coded is not None:
+        return _top_n_coded(vectors, coded, query, n, excluded, block_rows)
     best_rows = np.empty(0, np.int64)
     best_scores = np.empty(0, np.float32)
     threshold = -np.inf
@@ -160,6 +238,95 @@ def top_n(vectors: np.ndarray, query: np.ndarray, n: int,
             threshold = float(best_scores.min())
     order = np.lexsort((best_rows, -best_scores))
     return best_rows[order], best_scores[order]
+
+
+_PIECE_BYTES = 1 << 20  # float32 rows converted at a time: 1 MiB, in L2 or close to it
+
+
+def _first_pass(codes: np.ndarray, query: np.ndarray, out: np.ndarray,
+                      buffer: np.ndarray) -> np.ndarray:
+    """``codes @ query`` in float32, a cache-sized piece at a time."""
+    for start in range(0, len(codes), len(buffer)):
+        piece = buffer[:min(len(buffer), len(codes) - start)]
+        piece[...] = codes[start:start + len(piece)]
+        np.dot(piece, query, out=out[start:start + len(piece)])
+    return out
+
+
+class _Bounds:
+    """Approximate scores of one query and the bound on their error.
+
+    ``approx = fl(codes @ q') - 128 Σq'`` with ``q' = q * scales`` equals
+    ``x̂ᵢ · q`` up to float32 rounding: sums of D products in any order are
+    within ``gamma_D Σ|codesᵢⱼ q'ⱼ| <= gamma_D 255 |q'|₁`` (Higham 2002, 3.1),
+    and the subtraction adds a rounding of its operands' size.  With
+    ``|xᵢ·q - x̂ᵢ·q| <= |q| errorsᵢ`` the bound of row i is
+    ``|q| errorsᵢ + rounding``; doubled rounding terms and a relative 1e-4 cover
+    the float32 arithmetic of the bound itself.
+    """
+
+    def __init__(self, coded: Coded, query: np.ndarray):
+        q = query.astype(np.float64)
+        dim = len(q)
+        q_scaled = q * coded.scales
+        self.query = q_scaled.astype(np.float32)
+        self.shift = np.float32(128 * q_scaled.sum())
+        gamma = dim * 2.0**-24 / (1 - dim * 2.0**-24)
+        size = 255 * np.abs(q_scaled).sum() + abs(float(self.shift))
+        self.factor = np.float32(np.linalg.norm(q) * (1 + 1e-4))
+        self.rounding = np.float32(2 * (gamma + 2.0**-23) * size * (1 + 1e-4) + 1e-12)
+        self.errors = coded.errors
+
+    def bound(self, rows) -> np.ndarray:
+        return self.errors[rows] * self.factor + self.rounding
+
+
+def _nth_lower(lows: np.ndarray, n: int) -> float | None:
+    """The n-th largest finite lower bound, or None when there are fewer than n."""
+    lows = lows[np.isfinite(lows)]
+    return float(np.partition(lows, len(lows) - n)[len(lows) - n]) if len(lows) >= n else None
+
+
+def _candidates(coded: Coded, bounds: _Bounds, n: int, excluded: np.ndarray,
+                      block_rows: int) -> np.ndarray:
+    """Rows whose upper bound reaches the n-th best lower bound, one pass over the codes."""
+    codes = coded.codes
+    piece_rows = max(1, _PIECE_BYTES // (4 * codes.shape[1]))
+    block_rows = max(block_rows, piece_rows)
+    approx = np.empty(block_rows, np.float32)
+    buffer = np.empty((piece_rows, codes.shape[1]), np.float32)
+    pool_rows, pool_lo, pool_hi = [], [], []
+    pooled = 0
+    threshold = -np.finfo(np.float32).max  # the n-th best lower bound so far
+    for start in range(0, len(codes), block_rows):
+        stop = min(start + block_rows, len(codes))
+        a = _first_pass(codes[start:stop], bounds.query, approx[:stop - start], buffer)
+        a -= bounds.shift
+        bound = bounds.bound(slice(start, stop))
+        lo, hi = np.searchsorted(excluded, [start, stop])
+        a[excluded[lo:hi] - start] = -np.inf
+        keep = np.flatnonzero(a + bound >= threshold)
+        if len(keep):
+            pool_rows.append(keep + start)
+            pool_lo.append(a[keep] - bound[keep])
+            pool_hi.append(a[keep] + bound[keep])
+            pooled += len(keep)
+        if pool_rows and (pooled > 4 * n + 1024 or stop == len(codes)):
+            rows, lows, highs = (np.concatenate(p) for p in (pool_rows, pool_lo, pool_hi))
+            nth = _nth_lower(lows, n)
+            threshold = threshold if nth is None else max(threshold, nth)
+            sel = np.flatnonzero((highs >= threshold) & np.isfinite(lows))
+            pool_rows, pool_lo, pool_hi = [rows[sel]], [lows[sel]], [highs[sel]]
+            pooled = len(sel)
+    return np.concatenate(pool_rows) if pool_rows else np.empty(0, np.int64)
+
+
+def _top_n_coded(vectors: np.ndarray, coded: Coded, query: np.ndarray, n: int,
+                 excluded: np.ndarray, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = _candidates(coded, _Bounds(coded, query), n, excluded, block_rows)
+    scores = np.asarray(vectors[rows], np.float64) @ query.astype(np.float64)
+    order = np.lexsort((rows, -scores))[:n]
+    return rows[order], scores[order].astype(np.float32)
 
 
 def build_query(dim: int, vectors: list[np.ndarray], weights: list[float],
@@ -329,7 +496,7 @@ def search(cursor, req: dict, vector_root: str) -> dict:
                         vf.vectors[np.sort(rows["similar"])],
                         vf.vectors[np.sort(rows["not_similar"])], req["beta"])
     exclude = np.concatenate([rows["similar"], rows["not_similar"]])
-    best, scores = top_n(vf.vectors, query, req["n"], exclude)
+    best, scores = vf.top_n(query, req["n"], exclude)
     image_ids = [int(i) for i in vf.ids[best]]
     cursor.execute("SELECT image_id, obs_publisher_did, obs_id FROM similarity.images "
                    "WHERE image_id = ANY(%(ids)s)", {"ids": image_ids})

@@ -2,7 +2,8 @@
 
 Per model one file ``data/vectors/m<id>-<token>.vectors`` below the resdir
 (format: :mod:`.search_kernel`): image ids in increasing order and their unit
-vectors, float32, C order.  A new file name per publication: the file is written
+vectors, float32, C order, and their one-byte codes.  A new file name per
+publication: the file is written
 completely before the swap (:func:`stage_vectors`), the table
 ``similarity.vector_files`` names it from the transaction that swaps the
 neighbours in (:func:`vo_similarity.publish.copy.swap_in`), and older files are
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..workdir import ModelDir, atomic_write
+from . import search_kernel
 from .dachs import DachsSite
 
 __all__ = ["StagedVectors", "prune_vector_files", "stage_vectors", "vector_folder",
@@ -35,11 +37,14 @@ def vector_folder(site: DachsSite) -> Path:
 
 
 def write_vector_file(path: Path, image_ids: np.ndarray, vectors: np.ndarray,
-                      *, block_rows: int = 65536) -> tuple[int, int]:
+                      *, block_rows: int = 65536, codes: bool = True) -> tuple[int, int]:
     """Write ``image_ids`` and their vectors, renormalised in float32, sorted by id.
 
     Written in blocks (the embeddings may be memory-mapped and larger than
-    memory), atomically: the file appears complete or not at all.
+    memory), atomically: the file appears complete or not at all.  With
+    ``codes`` (the default) the one-byte codes of the written vectors follow
+    (:func:`.search_kernel.encode`), which the search reads instead of the
+    vectors for its first pass.
 
     Returns:
         ``(N, D)``.
@@ -55,17 +60,44 @@ def write_vector_file(path: Path, image_ids: np.ndarray, vectors: np.ndarray,
     with atomic_write(path) as tmp:
         with open(tmp, "wb") as f:
             np.lib.format.write_array(f, ids)
-            np.lib.format.write_array_header_1_0(
-                f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                    "fortran_order": False, "shape": (n, dim)})
+            _write_header(f, np.float32, (n, dim))
             for start in range(0, n, block_rows):
                 block = np.asarray(vectors[order[start:start + block_rows]], np.float32)
                 norms = np.linalg.norm(block, axis=1, keepdims=True)
                 if not np.isfinite(block).all() or not (norms > 0).all():
                     raise ValueError(f"{path.name}: embeddings contain NaN, inf or zero rows")
                 f.write(np.ascontiguousarray(block / norms, np.float32).tobytes())
+        if codes:
+            _append_codes(Path(tmp), block_rows)
         os.chmod(tmp, 0o644)  # DaCHS's server user reads it
     return n, dim
+
+
+def _write_header(f, dtype, shape: tuple[int, ...]) -> None:
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+            "fortran_order": False, "shape": shape})
+
+
+def _append_codes(path: Path, block_rows: int) -> None:
+    """Append the codes of the vectors just written (read back: what is served)."""
+    _, written, _ = search_kernel.read_vector_records(str(path))
+    n, dim = written.shape
+    peak = np.zeros(dim, np.float32)
+    for start in range(0, n, block_rows):
+        peak = np.maximum(peak, np.abs(written[start:start + block_rows]).max(axis=0))
+    scales = search_kernel.code_scales(peak)
+    errors = np.empty(n, np.float32)
+    with open(path, "ab") as f:
+        _write_header(f, np.uint8, (n, dim))
+        for start in range(0, n, block_rows):
+            coded = search_kernel.encode(written[start:start + block_rows], scales)
+            f.write(np.ascontiguousarray(coded.codes).tobytes())
+            errors[start:start + len(coded.errors)] = coded.errors
+        for values in (scales, errors):
+            _write_header(f, np.float32, values.shape)
+            f.write(values.tobytes())
+    del written
 
 
 @dataclass

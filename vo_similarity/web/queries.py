@@ -427,7 +427,7 @@ def refine(cursor, args: dict, base_url: str, kernel, vector_root: str) -> dict:
     The query is Rocchio's (Rocchio 1971; :func:`search_kernel.build_query`): the
     mean of the similar embeddings minus ``beta`` (0.5) times the mean of the
     rejected ones.  ``method=exact`` ranks all the model's embeddings
-    (:func:`search_kernel.top_n`); ``method=candidates`` ranks only the union of
+    (:meth:`search_kernel.VectorFile.top_n`); ``method=candidates`` ranks only the union of
     the similar images' precomputed neighbour lists, which costs the same at any
     N; ``auto`` (default) is exact up to ``LIMITS["exact_max"]`` embeddings.
     ``query``, the image the user started from, counts as similar too.  The
@@ -478,7 +478,7 @@ def refine(cursor, args: dict, base_url: str, kernel, vector_root: str) -> dict:
     else:
         exclude = np.concatenate([sim_rows, rej_rows])
         most = kernel.LIMITS["n"]  # as many results as the search service gives
-        rows, scores = kernel.top_n(vf.vectors, query, min(offset + n, most), exclude)
+        rows, scores = vf.top_n(query, min(offset + n, most), exclude)
         total = min(most, len(vf.ids) - len(exclude))
         picked = [(int(vf.ids[r]), float(s)) for r, s in
                   zip(rows[offset:offset + n], scores[offset:offset + n])]
