@@ -4,7 +4,8 @@
 #   - Debian packages: the built-in real sample (stellarium-data), real FITS test
 #     files (ftools-fv); PostgreSQL + GAVO DaCHS come with scripts/setup_dachs.sh.
 #   - a virtual environment in .venv with the package installed editable, with the
-#     archive pipeline (extra `pipeline`: torch, lightly, ...) and the dev tools.
+#     archive pipeline (extra `pipeline`: torch, lightly, ...), Dask distributed
+#     (extra `cluster`) and the dev tools.
 #   - the web page's JavaScript library sampjs from the npm registry, pinned by
 #     vo_similarity/web/package-lock.json (npm ci; publish serves it).
 set -euo pipefail
@@ -42,9 +43,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         exit 1
     fi
     echo "install: Python packages (the client, and the pipeline extra: torch, lightly, ...); the first time takes a few minutes"
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[pipeline,dev]' 2>&1 \
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[pipeline,cluster,dev]' 2>&1 \
         | grep -v "is ignored: it is neither a file nor a directory" || true
-    .venv/bin/python -c "import vo_similarity.client, torch, torchvision, lightly, onnx" \
+    .venv/bin/python -c "import vo_similarity.client, torch, torchvision, lightly, onnx, distributed" \
         || { echo "install: the Python environment is broken (see above)" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi

@@ -30,7 +30,7 @@ from vo_similarity.neighbours import cpu_select
 from vo_similarity.neighbours.rerank import reduced_precision_dtype, rerank_topk
 from vo_similarity.neighbours.selection import topk_block, topk_exact
 
-__all__ = ["block_ranges", "knn_blocks", "similarity_to_distance"]
+__all__ = ["block_ranges", "knn_blocks", "knn_query_block", "similarity_to_distance"]
 
 LOG = logging.getLogger(__name__)
 
@@ -137,3 +137,20 @@ def knn_blocks(x: torch.Tensor, k: int, *, block_size: int = 1024,
                                               buffer)
         LOG.debug("query block %d:%d done in %.3f s", q0, q1, time.perf_counter() - t0)
         yield q0, q1, sims, positions
+
+
+@torch.no_grad()
+def knn_query_block(x: torch.Tensor, q0: int, q1: int, k: int, *,
+                    column_block_size: int = 65536, precision: str = "fp32"
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block ``q0:q1`` of :func:`knn_blocks`, alone: the same arithmetic, so
+    the same bits (what a cluster's worker computes, :mod:`.cluster`)."""
+    n, d = x.shape
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k must be between 1 and N-1={n - 1}, got {k}")
+    x_low, eps = None, 0.0
+    if precision != "fp32":
+        dtype, eps = reduced_precision_dtype(precision, d)
+        x_low = x.to(dtype)
+    buffer = x.new_empty(0 if x_low is not None else (q1 - q0) * min(column_block_size, n))
+    return _search_query_block(x, x_low, q0, q1, k, column_block_size, eps, buffer)

@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="matrix-product precision; bf16/fp16 are re-ranked exactly in "
                              "float32, so the result is the same (default fp32)")
+    parser.add_argument("--cluster", metavar="SCHEDULER", default=None,
+                        help="run the query blocks on a Dask cluster, e.g. tcp://host:8786; "
+                             "its workers need vo-similarity installed, the embeddings are "
+                             "sent to them (same result; default: this machine)")
     parser.add_argument("--outlier-neighbours", type=positive_int, default=10, metavar="M",
                         help="outlier score = mean distance to the M nearest (default 10)")
     add_threads(parser)
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress, backend=args.backend,
         device=None if args.device == "auto" else args.device,
         precision=args.precision, block_size=args.block_size,
-        column_block_size=args.column_block_size)
+        column_block_size=args.column_block_size, cluster=args.cluster)
     print(f"{summary.n_images} images, {summary.k} neighbours each, "
           f"{time.perf_counter() - start:.1f} s")
     for path in summary.files:

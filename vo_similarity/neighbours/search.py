@@ -74,7 +74,7 @@ def find_neighbours(embeddings: np.ndarray, ids: np.ndarray, k: int = 1000, *,
                     precision: str = "fp32", block_size: int = 1024,
                     column_block_size: int = 65536,
                     out_ids: np.ndarray | None = None, out_dist: np.ndarray | None = None,
-                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                    progress: bool = False, cluster=None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours (L2 on unit vectors) of every embedding.
 
     Args:
@@ -92,6 +92,10 @@ def find_neighbours(embeddings: np.ndarray, ids: np.ndarray, k: int = 1000, *,
         out_ids, out_dist: ``[N, min(k, N-1)]`` int32 / float32 arrays to fill
             (e.g. memory-mapped files); allocated when not given.
         progress: show a tqdm progress bar.
+        cluster: a Dask scheduler address, ``distributed.Client`` or cluster:
+            the torch backend's query blocks then run as tasks on its workers
+            (:mod:`vo_similarity.neighbours.cluster`), with the same result;
+            ``device`` is then the workers' (default ``"cpu"``).
 
     Returns:
         ``(neighbour_ids, distances)``: row i holds the image ids of the
@@ -105,8 +109,13 @@ def find_neighbours(embeddings: np.ndarray, ids: np.ndarray, k: int = 1000, *,
         LOG.warning("k=%d but only %d other images: returning %d neighbours", k, n - 1, kk)
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    name, device = resolve_backend(backend, device)
-    if precision != "fp32" and name != "torch":
+    if cluster is not None:
+        if backend not in ("auto", "torch"):
+            raise ValueError(f"a cluster runs the torch backend, not {backend!r}")
+        name, device = "cluster", device or "cpu"
+    else:
+        name, device = resolve_backend(backend, device)
+    if precision != "fp32" and name not in ("torch", "cluster"):
         raise ValueError(f"precision {precision!r} needs the torch backend, not {name!r}")
     out_ids = _output(out_ids, (n, kk), np.int32, "out_ids")
     out_dist = _output(out_dist, (n, kk), np.float32, "out_dist")
@@ -118,8 +127,15 @@ def find_neighbours(embeddings: np.ndarray, ids: np.ndarray, k: int = 1000, *,
     LOG.info("neighbours of %d images (D=%d), k=%d, backend %s%s, %s", n, x.shape[1], kk,
              name, f" on {device}" if device else "", precision)
 
-    blocks = RUNNERS[name](xs, kk, block_size=block_size, column_block_size=column_block_size,
-                           device=device, precision=precision)
+    if name == "cluster":
+        from vo_similarity.neighbours.cluster import cluster_backend
+        blocks = cluster_backend(xs, kk, block_size=block_size,
+                                 column_block_size=column_block_size, cluster=cluster,
+                                 device=device, precision=precision)
+    else:
+        blocks = RUNNERS[name](xs, kk, block_size=block_size,
+                               column_block_size=column_block_size, device=device,
+                               precision=precision)
     from tqdm.auto import tqdm
     with tqdm(total=n, unit="img", desc="neighbours", disable=not progress) as bar:
         for q0, q1, dist, pos in blocks:

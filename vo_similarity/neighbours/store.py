@@ -58,7 +58,7 @@ def compute_model_neighbours(model: ModelDir, k: int = 1000, *,
         outlier_neighbours: the ``m`` of :func:`outlier_scores`.
         progress: show a progress bar.
         **search_options: passed to :func:`find_neighbours` (backend, device,
-            precision, block_size, column_block_size).
+            precision, block_size, column_block_size, cluster).
     """
     x, ids = load_embeddings(model)
     kk = neighbour_count(k, len(x))
