@@ -22,7 +22,7 @@ from vo_similarity.cli import STAGES
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 COMMON_FLAGS = ("-v", "--verbose", "-q", "--quiet", "--no-progress")
 #: single-model stages: --model NAME defaults to DEFAULT_MODEL
-ONE_MODEL = ("train", "embed", "evaluate", "tune", "neighbours", "improve", "demo")
+ONE_MODEL = ("train", "embed", "evaluate", "tune", "neighbours", "update", "improve", "demo")
 
 
 def vo_similarity(*args: str | Path) -> subprocess.CompletedProcess:

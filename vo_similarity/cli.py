@@ -35,6 +35,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "evaluate": ("vo_similarity.evaluate.cli", "precision, mAP and invariance vs baselines"),
     "tune": ("vo_similarity.tune.cli", "hyperparameter search with Optuna"),
     "neighbours": ("vo_similarity.neighbours.cli", "exact top-k neighbours of every image"),
+    "update": ("vo_similarity.neighbours.update_cli",
+               "embed added images and update the neighbours without recomputing them all"),
     "publish": ("vo_similarity.publish.cli", "load images and neighbours into GAVO DaCHS"),
     "improve": ("vo_similarity.improve.cli", "fine-tune on recorded selections, republish if better"),
     "demo": ("vo_similarity.demo", "run the whole pipeline on the built-in sample"),

@@ -30,7 +30,8 @@ from vo_similarity.neighbours import cpu_select
 from vo_similarity.neighbours.rerank import reduced_precision_dtype, rerank_topk
 from vo_similarity.neighbours.selection import topk_block, topk_exact
 
-__all__ = ["block_ranges", "knn_blocks", "knn_query_block", "similarity_to_distance"]
+__all__ = ["block_ranges", "knn_blocks", "knn_query_block", "knn_query_rows",
+           "similarity_to_distance"]
 
 LOG = logging.getLogger(__name__)
 
@@ -154,3 +155,34 @@ def knn_query_block(x: torch.Tensor, q0: int, q1: int, k: int, *,
         x_low = x.to(dtype)
     buffer = x.new_empty(0 if x_low is not None else (q1 - q0) * min(column_block_size, n))
     return _search_query_block(x, x_low, q0, q1, k, column_block_size, eps, buffer)
+
+
+@torch.no_grad()
+def knn_query_rows(x: torch.Tensor, positions: torch.Tensor, k: int, *,
+                   column_block_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k of the rows ``positions`` of ``x`` (any rows, in any order)
+    among all the other rows, float32: what :func:`knn_blocks` gives for them.
+
+    Returns:
+        ``[len(positions), k]`` similarities and positions, best first, ties by
+        smaller position, each row's own position excluded.
+    """
+    n = x.shape[0]
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k must be between 1 and N-1={n - 1}, got {k}")
+    queries = x[positions]
+    own = torch.arange(len(positions), device=x.device)
+    best: tuple[torch.Tensor, torch.Tensor] | None = None
+    for c0, c1 in block_ranges(n, column_block_size):
+        sims = queries @ x[c0:c1].T
+        inside = (positions >= c0) & (positions < c1)
+        sims[own[inside], positions[inside] - c0] = -torch.inf
+        part = _select(sims, min(k, c1 - c0), c0)
+        if best is None:
+            best = part
+        else:
+            best = topk_exact(torch.cat([best[0], part[0]], dim=1),
+                              torch.cat([best[1], part[1]], dim=1),
+                              min(k, best[0].shape[1] + part[0].shape[1]))
+    assert best is not None
+    return best
