@@ -8,8 +8,8 @@ k among the old images, and only the new images can enter it. So
 1. computes the exact top k of the **new** images against all N + M, with the
    engine (:func:`vo_similarity.neighbours.blocks.knn_query_rows`);
 2. for every **old** image, computes its distances to the M new ones (an
-   N x M product) and merges them into its stored list: the k best of the
-   k stored and the M new, ties by smaller id, as the engine orders them;
+   N x M product) and merges them into its stored list: the k nearest of the
+   k stored and the M new, by distance, then smaller id (near-ties: below);
 3. recomputes in full only the old rows whose list cannot be merged: those
    holding an image that was removed (their (k+1)-th is not stored), and,
    when the list grows because N + M - 1 reached k, those whose stored list
@@ -32,7 +32,6 @@ import torch
 
 from vo_similarity.neighbours.blocks import block_ranges, knn_query_rows, similarity_to_distance
 from vo_similarity.neighbours.search import check_embeddings, neighbour_count
-from vo_similarity.neighbours.selection import topk_exact
 
 __all__ = ["NeighbourUpdate", "update_neighbours"]
 
@@ -82,7 +81,8 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
                          f"{len(old_ids)} stored rows")
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
-    xt = torch.from_numpy(x[order])
+    xs = x[order]
+    xt = torch.from_numpy(xs)
 
     kept = np.isin(old_ids, sorted_ids)
     removed_ids = old_ids[~kept]
@@ -112,17 +112,12 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
             out_dist[full_pos[b0:b1]] = similarity_to_distance(sims).numpy()
             bar.update(b1 - b0)
         x_new = xt[torch.from_numpy(new_pos)]
-        new_cols = torch.from_numpy(new_pos).expand(min(block_size, max(1, len(merge_pos))), -1)
         for b0, b1 in block_ranges(len(merge_pos), block_size):
-            stored = torch.from_numpy(np.searchsorted(sorted_ids, old_nb[merge_rows[b0:b1]]))
-            values, positions = -torch.from_numpy(old_dist[merge_rows[b0:b1]]), stored
-            if len(new_pos):
-                d_new = similarity_to_distance(xt[torch.from_numpy(merge_pos[b0:b1])] @ x_new.T)
-                values = torch.cat([values, -d_new], dim=1)
-                positions = torch.cat([positions, new_cols[:b1 - b0]], dim=1)
-            best, where = topk_exact(values, positions, kk)
-            out_pos[merge_pos[b0:b1]] = where.numpy()
-            out_dist[merge_pos[b0:b1]] = -best.numpy()
+            rows = merge_rows[b0:b1]
+            d_new = similarity_to_distance(xt[torch.from_numpy(merge_pos[b0:b1])] @ x_new.T)
+            pos, dist = _merge(xs, merge_pos[b0:b1], np.searchsorted(sorted_ids, old_nb[rows]),
+                               old_dist[rows], new_pos, d_new.numpy(), kk)
+            out_pos[merge_pos[b0:b1]], out_dist[merge_pos[b0:b1]] = pos, dist
             bar.update(b1 - b0)
 
     changed = np.ones(n, dtype=bool)
@@ -136,3 +131,35 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
         neighbour_ids=sorted_ids[out_pos][inverse].astype(np.int32),
         distances=out_dist[inverse], added=len(new_pos), removed=len(removed_ids),
         recomputed=len(full_pos), changed=changed[inverse])
+
+
+def _merge(x: np.ndarray, rows: np.ndarray, stored_pos: np.ndarray, stored_dist: np.ndarray,
+           new_pos: np.ndarray, new_dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest of each row's stored list and the new candidates.
+
+    By distance, then smaller position (id), as the engine orders exact ties.
+    Two similarities an ulp apart can round to the same distance; the engine
+    orders those by its float32 similarity. So in a row whose candidates share
+    a distance, the stored list keeps its order (the engine's) and the new
+    candidates are merged into it by (distance, float64 similarity, position).
+    """
+    b, width = stored_pos.shape
+    pos = np.concatenate([stored_pos, np.broadcast_to(new_pos, (b, len(new_pos)))], axis=1)
+    dist = np.concatenate([stored_dist, new_dist.astype(np.float32)], axis=1)
+    order = np.lexsort((pos, dist), axis=-1)
+    head = np.take_along_axis(dist, order[:, :k + 1], 1)
+    for r in np.flatnonzero((head[:, 1:] == head[:, :-1]).any(axis=1)):
+        sims = x[pos[r]].astype(np.float64) @ x[rows[r]].astype(np.float64)
+        keys = list(zip(dist[r].tolist(), (-sims).tolist(), pos[r].tolist()))
+        new = sorted(range(width, len(keys)), key=keys.__getitem__)
+        merged, i, j = [], 0, 0
+        while len(merged) < k:
+            if j < len(new) and (i == width or keys[new[j]] < keys[i]):
+                merged.append(new[j])
+                j += 1
+            else:
+                merged.append(i)
+                i += 1
+        order[r, :k] = merged
+    order = order[:, :k]
+    return np.take_along_axis(pos, order, 1), np.take_along_axis(dist, order, 1)
