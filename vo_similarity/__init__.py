@@ -56,6 +56,8 @@ _WHERE: dict[str, str | tuple[str, str]] = {
     # neighbours
     "find_neighbours": "vo_similarity.neighbours.search",
     "compute_model_neighbours": "vo_similarity.neighbours.store",
+    "update_neighbours": "vo_similarity.neighbours.update",
+    "update_model_neighbours": "vo_similarity.neighbours.store",
     "refine": "vo_similarity.neighbours.refine",
     "outlier_scores": "vo_similarity.neighbours.outlier",
     # publish
@@ -68,7 +70,7 @@ __all__ = [
     "evaluate_selections", "find_neighbours", "improve_model", "ingest_images",
     "install_shipped", "outlier_scores", "paired_improvement", "publish_workdir",
     "read_manifest", "read_selections", "refine", "selection_scores", "train", "tune_workdir",
-    "write_selections", "write_sky",
+    "update_model_neighbours", "update_neighbours", "write_selections", "write_sky",
 ]
 
 

@@ -6,6 +6,8 @@ Public API (imported lazily, so that ``vo-similarity --help`` stays fast)::
     outlier_scores(distances, m=10)
     refine(embeddings, ids, positive_ids, negative_ids=(), n=1000)
     compute_model_neighbours(model_dir, k=1000, ...)
+    update_neighbours(embeddings, ids, old_ids, old_neighbour_ids, old_distances, k)
+    update_model_neighbours(work, model_dir, k=None, ...)
 
 See ``docs/neighbours.md`` for the algorithm and its time and memory model.
 """
@@ -20,6 +22,8 @@ __all__ = [
     "find_neighbours",
     "outlier_scores",
     "refine",
+    "update_model_neighbours",
+    "update_neighbours",
 ]
 
 _WHERE = {
@@ -28,6 +32,8 @@ _WHERE = {
     "refine": "refine",
     "Ranking": "refine",
     "compute_model_neighbours": "store",
+    "update_neighbours": "update",
+    "update_model_neighbours": "store",
 }
 
 
