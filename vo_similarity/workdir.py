@@ -15,6 +15,7 @@ Layout::
       previews/<image_id>.png  one PNG preview per image
       contact_sheet.png        the ingested images at a glance
       ingest_report.txt        one line per rejected input: "<path>\\t<reason>"
+      downloads/               files of ``ingest --tap``, by the SHA-256 of their DID
       models/<name>/
         config.json            the hyperparameters (learn.config.TrainConfig) + name, category
         checkpoint.pt          latest training state (resumable)
@@ -165,6 +166,8 @@ class WorkDir:
     ingest_journal = property(lambda self: self.root / ".ingest-journal")
     #: FITS files written by ``ingest --synthetic``
     synthetic = property(lambda self: self.root / "synthetic")
+    #: files downloaded by ``ingest --tap``, named by the SHA-256 of their DID
+    downloads = property(lambda self: self.root / "downloads")
 
     def preview(self, image_id: int) -> Path:
         return self.previews / f"{int(image_id)}.png"

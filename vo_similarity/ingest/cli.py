@@ -60,6 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="N images of the synthetic ALMA-like sky, written as FITS files "
                           "to WORKDIR/synthetic/")
     src.add_argument("--seed", type=int, default=0, help="seed of the synthetic sky (default 0)")
+    src.add_argument("--tap", metavar="URL",
+                     help="an archive's TAP service: the files of the rows of --adql's "
+                          "query, downloaded to WORKDIR/downloads/ (keeping the archive's "
+                          "DIDs)")
+    src.add_argument("--adql", metavar="QUERY",
+                     help="with --tap: an ObsCore query selecting at least "
+                          "obs_publisher_did and access_url, e.g. \"SELECT obs_publisher_did, "
+                          "obs_id, access_url, access_format, target_name, s_ra, s_dec, s_fov "
+                          "FROM ivoa.obscore WHERE obs_collection = 'X'\"")
+    src.add_argument("--download-workers", type=int, default=4, metavar="N",
+                     help="with --tap: downloads at a time (default 4)")
     src.add_argument("--limit", type=int, metavar="N",
                      help="take at most N new inputs in all (for quick trials)")
     prep = parser.add_argument_group("reading and preprocessing")
@@ -97,9 +108,14 @@ def run(args: argparse.Namespace) -> int:
     limit = args.limit if args.limit is not None else sys.maxsize
     if limit < 0 or (args.synthetic is not None and args.synthetic < 0):
         return usage_error(STAGE, "--limit and --synthetic take a number >= 0")
-    if not (args.builtin or args.folder or args.synthetic is not None) \
+    if bool(args.tap) != bool(args.adql):
+        return usage_error(STAGE, "--tap URL and --adql QUERY go together")
+    if args.download_workers < 1:
+        return usage_error(STAGE, "--download-workers takes a number >= 1")
+    if not (args.builtin or args.folder or args.synthetic is not None or args.tap) \
             and not work.manifest.is_file():
-        return usage_error(STAGE, "no source given: use --builtin, --folder DIR or --synthetic N")
+        return usage_error(STAGE, "no source given: use --builtin, --folder DIR, --synthetic N "
+                                  "or --tap URL --adql QUERY")
 
     inputs = []
     if args.builtin:
@@ -124,10 +140,26 @@ def run(args: argparse.Namespace) -> int:
 
         n = min(args.synthetic, limit - len(inputs))
         inputs += synthetic.write_sky(work.synthetic, n, seed=args.seed)
+    failed: list[tuple[str, str]] = []
+    if args.tap:
+        import pyvo
+
+        from vo_similarity.ingest.obscore import download_inputs, query_obscore
+
+        try:
+            table = query_obscore(args.tap, args.adql)
+        except (pyvo.dal.DALServiceError, pyvo.dal.DALQueryError, ValueError) as exc:
+            return fail(STAGE, f"the ObsCore query on {args.tap} failed: {exc}")
+        found, failed = download_inputs(table[:max(0, limit - len(inputs))], work.downloads,
+                                        workers=args.download_workers,
+                                        progress=args.progress)
+        print(f"{len(table)} rows from {args.tap}: {len(found)} files, "
+              f"{len(failed)} could not be had")
+        inputs += found
 
     try:
         result = ingest(inputs, work, config, authority=args.authority, channels=args.channels,
-                        progress=args.progress)
+                        progress=args.progress, rejected=failed)
     except NoImages as exc:
         return fail(STAGE, f"no image in {_sources(args)}: {exc}")
     elapsed = time.perf_counter() - start
@@ -149,4 +181,6 @@ def _sources(args: argparse.Namespace) -> str:
     names = (["the built-in sample"] if args.builtin else []) + list(args.folder)
     if args.synthetic is not None:
         names.append("the synthetic sky")
+    if args.tap:
+        names.append(args.tap)
     return ", ".join(names) or f"the manifest of {args.workdir}"

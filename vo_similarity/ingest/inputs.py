@@ -31,6 +31,8 @@ class ImageInput:
         category: science category, or "" when unknown.
         credit: who made the image, or "".
         label: ground-truth class where known, else "".
+        publisher_did: the archive's own ``obs_publisher_did`` (an ObsCore
+            source), or "" to derive ``ivo://<authority>/~?<obs_id>``.
     """
 
     path: Path
@@ -42,3 +44,4 @@ class ImageInput:
     category: str = ""
     credit: str = ""
     label: str = ""
+    publisher_did: str = ""

@@ -83,6 +83,7 @@ def ingest(
     authority: str = DEFAULT_AUTHORITY,
     channels: tuple[int | None, int | None] | None = None,
     progress: bool = True,
+    rejected: Iterable[tuple[str, str]] = (),
 ) -> IngestResult:
     """Ingest ``inputs`` into ``workdir`` (see the module docstring).
 
@@ -94,6 +95,8 @@ def ingest(
         channels: channel range ``(start, stop)`` for cubes, see
             :func:`~vo_similarity.ingest.fits_reader.read_fits`.
         progress: show a tqdm progress bar.
+        rejected: ``(source, reason)`` of inputs their source could not provide
+            (a failed download), reported with the others.
 
     Returns:
         The number of images and the rejected inputs with their reasons.
@@ -105,7 +108,8 @@ def ingest(
 
     config = config or PreprocessConfig()
     work = workdir.ensure()
-    todo, rejected = _plan(_previous_inputs(work), inputs)
+    todo, duplicates = _plan(_previous_inputs(work), inputs)
+    rejected = [*rejected, *duplicates]
     journal = Journal(work.ingest_journal, {
         "preprocess": asdict(config), "channels": channels, "version": PIPELINE_VERSION,
     })
@@ -150,13 +154,17 @@ def _previous_inputs(work: WorkDir) -> list[ImageInput]:
     if not work.manifest.is_file():
         return []
     table = read_manifest(work.manifest)
+    authority = table.meta.get("authority", DEFAULT_AUTHORITY)
     inputs = []
     for row in table:
+        did = str(row["obs_publisher_did"])
+        own = did if did != publisher_did(authority, str(row["obs_id"])) else ""
         inputs.append(ImageInput(
             path=Path(row["source_path"]), obs_id=str(row["obs_id"]),
             target_name=str(row["target_name"]), s_ra=float(row["s_ra"]),
             s_dec=float(row["s_dec"]), s_fov=float(row["s_fov"]),
             category=str(row["category"]), credit=str(row["credit"]), label=str(row["label"]),
+            publisher_did=own,
         ))
     return inputs
 
@@ -257,8 +265,8 @@ def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry
             pixels[image_id, 0] = entry.pixels
             _write_if_changed(work.preview(image_id), entry.preview_png)
             row = _merge(inp, entry.facts)
-            rows.append({"image_id": image_id,
-                         "obs_publisher_did": publisher_did(authority, inp.obs_id), **row})
+            did = inp.publisher_did or publisher_did(authority, inp.obs_id)
+            rows.append({"image_id": image_id, "obs_publisher_did": did, **row})
             if image_id < MAX_THUMBNAILS:
                 thumbs.append(np.asarray(Image.open(io.BytesIO(entry.preview_png))))
                 captions.append(f"{image_id} {row['target_name'] or Path(inp.path).stem}")
