@@ -38,25 +38,29 @@ def _scenario(x, ids, old_rows, k_old, k, **kw):
     return got, want, (old_ids, old_dist)
 
 
-@pytest.mark.parametrize("removed", [0, 20])
-def test_fifty_added_to_five_hundred_equal_a_full_recomputation(removed):
-    """Exact products (exact_grid): ids and distances equal bit for bit."""
+@pytest.mark.parametrize(("removed", "k"), [(0, 60), (3, 20), (20, 60)])
+def test_fifty_added_to_five_hundred_equal_a_full_recomputation(removed, k):
+    """Exact products (exact_grid): ids and distances equal bit for bit. Three
+    removed images reach a few lists (merged, those recomputed); twenty reach
+    most of them (the engine computes all)."""
     rng = np.random.default_rng(removed)
     x = exact_grid(550 + removed, 16, seed=1)
     ids = rng.permutation(10_000)[:len(x)]
     old_rows = np.arange(500 + removed)  # the last 50 are new
-    got, want, (old_ids, old_dist) = _scenario(x, ids, old_rows, 60, 60)
-    if removed:  # some old images are gone from the current set
-        gone = rng.choice(500 + removed, removed, replace=False)
-        keep = np.setdiff1d(np.arange(len(x)), gone)
-        got = update_neighbours(x[keep], ids[keep], ids[old_rows], old_ids, old_dist, 60,
-                                block_size=37)
-        want = _full(x[keep], ids[keep], 60)
-        assert not np.isin(got.neighbour_ids, ids[gone]).any()
-        assert got.removed == removed
+    old_ids, old_dist = _full(x[old_rows], ids[old_rows], k)
+    gone = rng.choice(500 + removed, removed, replace=False)
+    keep = np.setdiff1d(np.arange(len(x)), gone)
+    got = update_neighbours(x[keep], ids[keep], ids[old_rows], old_ids, old_dist, k,
+                            block_size=37)
+    want = _full(x[keep], ids[keep], k)
     np.testing.assert_array_equal(got.neighbour_ids, want[0])
     np.testing.assert_array_equal(got.distances, want[1])
-    assert got.added == 50
+    assert not np.isin(got.neighbour_ids, ids[gone]).any()
+    assert (got.added, got.removed) == (50, removed)
+    held = np.isin(old_ids, ids[gone]).any(axis=1).sum()  # lists that held a removed image
+    assert got.recomputed == (50 + held if 50 + held <= len(keep) // 2 else len(keep))
+    if removed == 3:
+        assert 0 < held and got.recomputed < len(keep)
 
 
 def test_only_the_rows_that_must_change_do():
@@ -78,12 +82,12 @@ def test_only_the_rows_that_must_change_do():
 
 def test_lists_that_grow_with_the_archive():
     """Fewer images than k at first: the stored lists hold every other image."""
-    x = exact_grid(70, 16, seed=3)
-    ids = np.arange(70)
+    x = exact_grid(50, 16, seed=3)
+    ids = np.arange(50)
     got, want, _ = _scenario(x, ids, np.arange(30), 40, 40)  # 29 each, then 40
     np.testing.assert_array_equal(got.neighbour_ids, want[0])
     np.testing.assert_array_equal(got.distances, want[1])
-    assert got.recomputed == 40  # merging was enough for the old rows
+    assert got.recomputed == 20  # merging was enough for the old rows
 
 
 def test_a_larger_k_than_stored_recomputes_the_cut_lists():

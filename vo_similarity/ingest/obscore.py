@@ -116,8 +116,7 @@ class _Download:
                             raise error
                         raise _Retry(error)
                     with open(part, "wb") as f:
-                        for chunk in reply.iter_content(1 << 16):
-                            f.write(chunk)
+                        f.writelines(reply.iter_content(1 << 16))
                 os.replace(part, target)
                 return
             except (_Retry, requests.ConnectionError, requests.Timeout) as exc:
@@ -165,8 +164,8 @@ def download_inputs(table, cache: Path, *, workers: int = 4, retries: int = 3,
         did = _text(row["obs_publisher_did"])
         url = _text(row["access_url"])
         if not did or not url:
-            failed.append((did or "(no DID)", "the row has no obs_publisher_did or "
-                                              "access_url"))
+            failed.append((did or "(no DID)",
+                           "the row has no obs_publisher_did or access_url"))
             continue
         if did in seen:
             failed.append((did, "duplicate obs_publisher_did in the query's result"))
@@ -200,13 +199,15 @@ def download_inputs(table, cache: Path, *, workers: int = 4, retries: int = 3,
     for row, did, _, _ in rows:
         if did not in paths:
             continue
-        get = (lambda c: row[c] if c in cols else None)  # noqa: E731 - a column or nothing
+        values = {c: row[c] if c in cols else None
+                  for c in ("obs_id", "target_name", "s_ra", "s_dec", "s_fov", "category",
+                            "credit", "label")}
         inputs.append(ImageInput(
-            path=paths[did], obs_id=_text(get("obs_id")) or _obs_id(did),
-            target_name=_text(get("target_name")), s_ra=_number(get("s_ra")),
-            s_dec=_number(get("s_dec")), s_fov=_number(get("s_fov")),
-            category=_text(get("category")), credit=_text(get("credit")),
-            label=_text(get("label")), publisher_did=did))
+            path=paths[did], obs_id=_text(values["obs_id"]) or _obs_id(did),
+            target_name=_text(values["target_name"]), s_ra=_number(values["s_ra"]),
+            s_dec=_number(values["s_dec"]), s_fov=_number(values["s_fov"]),
+            category=_text(values["category"]), credit=_text(values["credit"]),
+            label=_text(values["label"]), publisher_did=did))
     return inputs, failed
 
 

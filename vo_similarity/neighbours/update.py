@@ -13,7 +13,9 @@ k among the old images, and only the new images can enter it. So
 3. recomputes in full only the old rows whose list cannot be merged: those
    holding an image that was removed (their (k+1)-th is not stored), and,
    when the list grows because N + M - 1 reached k, those whose stored list
-   was cut at k.
+   was cut at k. When that is more than half of the rows (R removed images
+   reach about a fraction 1 - (1 - k/N)^R of the lists), the engine computes
+   all of them instead.
 
 Work: O(M·(N + M)) products plus O(R·(N + M)) for the R rows that held a
 removed image, instead of O((N + M)²). Distances of rows that were not
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from vo_similarity.neighbours.blocks import block_ranges, knn_query_rows, similarity_to_distance
-from vo_similarity.neighbours.search import check_embeddings, neighbour_count
+from vo_similarity.neighbours.search import check_embeddings, find_neighbours, neighbour_count
 
 __all__ = ["NeighbourUpdate", "update_neighbours"]
 
@@ -74,7 +76,7 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
     n = len(x)
     kk = neighbour_count(k, n)
     old_ids = np.asarray(old_ids, dtype=np.int64)
-    old_nb = np.asarray(old_neighbour_ids, dtype=np.int64)
+    old_nb = np.asarray(old_neighbour_ids)
     old_dist = np.asarray(old_distances, dtype=np.float32)
     if old_nb.shape != old_dist.shape or old_nb.shape[0] != len(old_ids):
         raise ValueError(f"stored lists {old_nb.shape} / {old_dist.shape} do not match "
@@ -93,16 +95,29 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
     stay_pos = np.searchsorted(sorted_ids, old_ids[stay_rows])
     width = old_nb.shape[1]
     complete = width >= len(old_ids) - 1  # the stored lists hold every other old image
-    broken = np.isin(old_nb[stay_rows], removed_ids).any(axis=1)
+    broken = np.zeros(len(stay_rows), dtype=bool)
+    if len(removed_ids):
+        removed_pos = np.isin(old_nb, removed_ids).any(axis=1)
+        broken = removed_pos[stay_rows]
     if kk > width and not complete:
         broken[:] = True  # the stored lists were cut before the k now wanted
     full_pos = np.sort(np.concatenate([new_pos, stay_pos[broken]]))
-    merge_rows, merge_pos = stay_rows[~broken], stay_pos[~broken]
+    if len(full_pos) > n // 2:  # merging would save little: the engine computes them all
+        LOG.info("update: %d of %d rows need computing in full; computing all", len(full_pos), n)
+        nb, dist = find_neighbours(x, ids, kk, backend="torch", device="cpu",
+                                   block_size=block_size, column_block_size=column_block_size,
+                                   progress=progress)
+        return NeighbourUpdate(nb, dist, added=len(new_pos), removed=len(removed_ids),
+                               recomputed=n, changed=np.ones(n, dtype=bool))
+    position_of = _positions(sorted_ids)
+    merge = ~broken & ~np.isin(stay_pos, full_pos)
+    merge_rows, merge_pos = stay_rows[merge], stay_pos[merge]
     LOG.info("update: %d images (%d new, %d removed); %d rows computed in full, %d merged",
              n, len(new_pos), len(removed_ids), len(full_pos), len(merge_pos))
 
     out_pos = np.empty((n, kk), dtype=np.int64)
     out_dist = np.empty((n, kk), dtype=np.float32)
+    changed = np.ones(n, dtype=bool)  # new and recomputed rows count as changed
     with tqdm(total=len(full_pos) + len(merge_pos), unit="img", desc="update",
               disable=not progress) as bar:
         for b0, b1 in block_ranges(len(full_pos), block_size):
@@ -113,18 +128,15 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
             bar.update(b1 - b0)
         x_new = xt[torch.from_numpy(new_pos)]
         for b0, b1 in block_ranges(len(merge_pos), block_size):
-            rows = merge_rows[b0:b1]
-            d_new = similarity_to_distance(xt[torch.from_numpy(merge_pos[b0:b1])] @ x_new.T)
-            pos, dist = _merge(xs, merge_pos[b0:b1], np.searchsorted(sorted_ids, old_nb[rows]),
-                               old_dist[rows], new_pos, d_new.numpy(), kk)
-            out_pos[merge_pos[b0:b1]], out_dist[merge_pos[b0:b1]] = pos, dist
+            rows, at = merge_rows[b0:b1], merge_pos[b0:b1]
+            d_new = similarity_to_distance(xt[torch.from_numpy(at)] @ x_new.T)
+            stored = position_of(old_nb[rows])
+            pos, dist = _merge(xs, at, stored, old_dist[rows], new_pos, d_new.numpy(), kk)
+            out_pos[at], out_dist[at] = pos, dist
+            if width == kk:
+                changed[at] = (pos != stored).any(axis=1) | (dist != old_dist[rows]).any(axis=1)
             bar.update(b1 - b0)
 
-    changed = np.ones(n, dtype=bool)
-    if width == kk:
-        stored_ids = old_nb[stay_rows]
-        changed[stay_pos] = ((sorted_ids[out_pos[stay_pos]] != stored_ids).any(axis=1)
-                             | (out_dist[stay_pos] != old_dist[stay_rows]).any(axis=1))
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
     return NeighbourUpdate(
@@ -133,33 +145,88 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
         recomputed=len(full_pos), changed=changed[inverse])
 
 
+def _positions(sorted_ids: np.ndarray):
+    """id -> position among ``sorted_ids``: a look-up table where ids are dense
+    enough, a binary search otherwise."""
+    top = int(sorted_ids[-1]) if len(sorted_ids) else 0
+    if top < 16 * len(sorted_ids) + 2**20:  # at most 64 bytes per image, or 4 MiB
+        table = np.full(top + 1, -1, dtype=np.int32)
+        table[sorted_ids] = np.arange(len(sorted_ids))
+        return lambda ids: table[ids].astype(np.int64)
+    return lambda ids: np.searchsorted(sorted_ids, ids)
+
+
 def _merge(x: np.ndarray, rows: np.ndarray, stored_pos: np.ndarray, stored_dist: np.ndarray,
            new_pos: np.ndarray, new_dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest of each row's stored list and the new candidates.
 
-    By distance, then smaller position (id), as the engine orders exact ties.
-    Two similarities an ulp apart can round to the same distance; the engine
-    orders those by its float32 similarity. So in a row whose candidates share
-    a distance, the stored list keeps its order (the engine's) and the new
-    candidates are merged into it by (distance, float64 similarity, position).
+    The stored list (the engine's order: distance, then similarity, then
+    position) keeps its order; each new candidate goes in after the stored
+    entries of smaller distance, by a batched binary search. Where a new
+    candidate's distance equals a stored one's, or another new one's (two
+    similarities an ulp apart round to one distance, or an exact tie), the row
+    is merged by (distance, float64 similarity, position) instead, as the
+    engine orders them.
     """
     b, width = stored_pos.shape
-    pos = np.concatenate([stored_pos, np.broadcast_to(new_pos, (b, len(new_pos)))], axis=1)
-    dist = np.concatenate([stored_dist, new_dist.astype(np.float32)], axis=1)
-    order = np.lexsort((pos, dist), axis=-1)
-    head = np.take_along_axis(dist, order[:, :k + 1], 1)
-    for r in np.flatnonzero((head[:, 1:] == head[:, :-1]).any(axis=1)):
-        sims = x[pos[r]].astype(np.float64) @ x[rows[r]].astype(np.float64)
-        keys = list(zip(dist[r].tolist(), (-sims).tolist(), pos[r].tolist()))
-        new = sorted(range(width, len(keys)), key=keys.__getitem__)
-        merged, i, j = [], 0, 0
-        while len(merged) < k:
-            if j < len(new) and (i == width or keys[new[j]] < keys[i]):
-                merged.append(new[j])
-                j += 1
-            else:
-                merged.append(i)
-                i += 1
-        order[r, :k] = merged
-    order = order[:, :k]
-    return np.take_along_axis(pos, order, 1), np.take_along_axis(dist, order, 1)
+    m = len(new_pos)
+    if not m:
+        return stored_pos[:, :k], stored_dist[:, :k]
+    sd = torch.from_numpy(np.ascontiguousarray(stored_dist))
+    all_new = torch.from_numpy(np.ascontiguousarray(new_dist, np.float32))
+    if width >= k:  # only candidates not beyond the k-th stored distance can enter
+        m = max(1, int((all_new <= sd[:, k - 1:k]).sum(dim=1).max()))
+    # the m nearest new ones, in order; equal distances are found below and
+    # those rows merged by _merge_row, so topk's order among ties does not matter
+    nd, perm = torch.topk(all_new, m, dim=1, largest=False, sorted=True)
+    left = torch.searchsorted(sd, nd, right=False)
+    right = torch.searchsorted(sd, nd, right=True)
+    # only ties inside the k kept matter
+    inside = left < k
+    tied = ((left != right) & inside).any(dim=1) | (
+        (nd[:, 1:] == nd[:, :-1]) & inside[:, 1:]).any(dim=1)
+    shift = torch.zeros((b, width + 1), dtype=torch.int64).scatter_add_(
+        1, left, torch.ones_like(left)).cumsum(dim=1)
+    at_stored = torch.arange(width) + shift[:, :width]
+    at_new = left + torch.arange(m)
+    pos = torch.empty((b, width + m), dtype=torch.int64)
+    dist = torch.empty((b, width + m), dtype=torch.float32)
+    pos.scatter_(1, at_stored, torch.from_numpy(stored_pos))
+    pos.scatter_(1, at_new, torch.from_numpy(new_pos)[perm])
+    dist.scatter_(1, at_stored, sd)
+    dist.scatter_(1, at_new, nd)
+    pos, dist = pos[:, :k].numpy(), dist[:, :k].numpy()
+    for r in np.flatnonzero(tied.numpy()):
+        pos[r], dist[r] = _merge_row(x, rows[r], stored_pos[r], stored_dist[r], new_pos,
+                                     new_dist[r], k)
+    return pos, dist
+
+
+def _merge_row(x: np.ndarray, row: int, stored_pos: np.ndarray, stored_dist: np.ndarray,
+               new_pos: np.ndarray, new_dist: np.ndarray, k: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """One row of :func:`_merge` where distances tie: the stored entries keep their
+    order; each new one goes before the first stored entry after it by
+    (distance, float64 similarity, position), the new ones in that order."""
+    width = len(stored_pos)
+    q = x[row].astype(np.float64)
+    new_dist = new_dist.astype(np.float32)
+    new_sim = x[new_pos].astype(np.float64) @ q
+    order = np.lexsort((new_pos, -new_sim, new_dist))
+    c_pos, c_dist, c_sim = new_pos[order], new_dist[order], new_sim[order]
+    keep = np.searchsorted(stored_dist, c_dist, side="left") < k  # only these can be kept
+    c_pos, c_dist, c_sim = c_pos[keep], c_dist[keep], c_sim[keep]
+    s_sim = x[stored_pos].astype(np.float64) @ q
+    after = (stored_dist[None] > c_dist[:, None]) | (
+        (stored_dist[None] == c_dist[:, None])
+        & ((s_sim[None] < c_sim[:, None])
+           | ((s_sim[None] == c_sim[:, None]) & (stored_pos[None] > c_pos[:, None]))))
+    first = np.where(after.any(axis=1), after.argmax(axis=1), width)
+    first = np.maximum.accumulate(first) if len(first) else first
+    at_new = first + np.arange(len(first))
+    at_stored = np.arange(width) + np.searchsorted(first, np.arange(width), side="right")
+    pos = np.empty(width + len(first), dtype=np.int64)
+    dist = np.empty(width + len(first), dtype=np.float32)
+    pos[at_stored], dist[at_stored] = stored_pos, stored_dist
+    pos[at_new], dist[at_new] = c_pos, c_dist
+    return pos[:k], dist[:k]
