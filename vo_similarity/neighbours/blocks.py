@@ -100,6 +100,18 @@ def _search_query_block(x: torch.Tensor, x_low: torch.Tensor | None, q0: int, q1
     return best
 
 
+def _prepare(x: torch.Tensor, k: int, precision: str
+             ) -> tuple[torch.Tensor | None, float]:
+    """Check k; the reduced-precision copy of ``x`` and its error bound (None, 0 for fp32)."""
+    n, d = x.shape
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k must be between 1 and N-1={n - 1}, got {k}")
+    if precision == "fp32":
+        return None, 0.0
+    dtype, eps = reduced_precision_dtype(precision, d)
+    return x.to(dtype), eps
+
+
 @torch.no_grad()
 def knn_blocks(x: torch.Tensor, k: int, *, block_size: int = 1024,
                column_block_size: int = 65536, precision: str = "fp32"
@@ -123,12 +135,7 @@ def knn_blocks(x: torch.Tensor, k: int, *, block_size: int = 1024,
         device, best first, ties by smaller position, self excluded.
     """
     n, d = x.shape
-    if not 1 <= k <= n - 1:
-        raise ValueError(f"k must be between 1 and N-1={n - 1}, got {k}")
-    x_low, eps = None, 0.0
-    if precision != "fp32":
-        dtype, eps = reduced_precision_dtype(precision, d)
-        x_low = x.to(dtype)
+    x_low, eps = _prepare(x, k, precision)
     LOG.info("k-NN of %d vectors of dimension %d, k=%d, blocks %d x %d, %s on %s",
              n, d, k, block_size, column_block_size, precision, x.device)
     buffer = x.new_empty(0 if x_low is not None else min(block_size, n) * min(column_block_size, n))
@@ -146,13 +153,8 @@ def knn_query_block(x: torch.Tensor, q0: int, q1: int, k: int, *,
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The block ``q0:q1`` of :func:`knn_blocks`, alone: the same arithmetic, so
     the same bits (what a cluster's worker computes, :mod:`.cluster`)."""
-    n, d = x.shape
-    if not 1 <= k <= n - 1:
-        raise ValueError(f"k must be between 1 and N-1={n - 1}, got {k}")
-    x_low, eps = None, 0.0
-    if precision != "fp32":
-        dtype, eps = reduced_precision_dtype(precision, d)
-        x_low = x.to(dtype)
+    n = x.shape[0]
+    x_low, eps = _prepare(x, k, precision)
     buffer = x.new_empty(0 if x_low is not None else (q1 - q0) * min(column_block_size, n))
     return _search_query_block(x, x_low, q0, q1, k, column_block_size, eps, buffer)
 
@@ -168,8 +170,7 @@ def knn_query_rows(x: torch.Tensor, positions: torch.Tensor, k: int, *,
         smaller position, each row's own position excluded.
     """
     n = x.shape[0]
-    if not 1 <= k <= n - 1:
-        raise ValueError(f"k must be between 1 and N-1={n - 1}, got {k}")
+    _prepare(x, k, "fp32")
     queries = x[positions]
     own = torch.arange(len(positions), device=x.device)
     best: tuple[torch.Tensor, torch.Tensor] | None = None
