@@ -3,6 +3,8 @@ single-process search exactly (vo_similarity.neighbours.cluster)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -18,10 +20,22 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Two worker processes, one thread each, on loopback; gone after the module."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
-                                  worker_dashboard_address=None) as local:
+    """Two worker processes, one thread each, on loopback; gone after the module.
+
+    They are started without the session's GAVOSETTINGS (it may name a scratch
+    DaCHS by then): multiprocessing's resource tracker, which the workers'
+    start leaves running until pytest exits, would otherwise count as a
+    process of that DaCHS in the end-of-session check (tests/conftest.py).
+    """
+    saved = os.environ.pop("GAVOSETTINGS", None)
+    try:
+        local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address=None,
+                                         worker_dashboard_address=None)
+    finally:
+        if saved is not None:
+            os.environ["GAVOSETTINGS"] = saved
+    with local:
         yield local
 
 
