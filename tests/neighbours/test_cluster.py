@@ -22,19 +22,19 @@ distributed = pytest.importorskip("distributed")
 def cluster():
     """Two worker processes, one thread each, on loopback; gone after the module.
 
-    They are started without the session's GAVOSETTINGS (it may name a scratch
-    DaCHS by then): multiprocessing's resource tracker, which the workers'
+    They are started without the session's GAVOSETTINGS and GAVOCUSTOM (they
+    may name a scratch DaCHS by then): multiprocessing's resource tracker, which the workers'
     start leaves running until pytest exits, would otherwise count as a
     process of that DaCHS in the end-of-session check (tests/conftest.py).
     """
-    saved = os.environ.pop("GAVOSETTINGS", None)
+    saved = {key: os.environ.pop(key) for key in ("GAVOSETTINGS", "GAVOCUSTOM")
+             if key in os.environ}
     try:
         local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=None,
                                          worker_dashboard_address=None)
     finally:
-        if saved is not None:
-            os.environ["GAVOSETTINGS"] = saved
+        os.environ.update(saved)
     with local:
         yield local
 
