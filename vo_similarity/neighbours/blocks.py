@@ -90,14 +90,19 @@ def _search_query_block(x: torch.Tensor, x_low: torch.Tensor | None, q0: int, q1
             _exclude_self(approx, q0, c0)
             part = rerank_topk(queries, x[c0:c1], approx, kk, eps=eps,
                                query_offset=q0, column_offset=c0)
-        if best is None:
-            best = part
-        else:
-            merged_vals = torch.cat([best[0], part[0]], dim=1)
-            merged_pos = torch.cat([best[1], part[1]], dim=1)
-            best = topk_exact(merged_vals, merged_pos, min(k, merged_vals.shape[1]))
+        best = _keep_best(best, part, k)
     assert best is not None
     return best
+
+
+def _keep_best(best: tuple[torch.Tensor, torch.Tensor] | None,
+               part: tuple[torch.Tensor, torch.Tensor], k: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best of the running result and one column block's."""
+    if best is None:
+        return part
+    values = torch.cat([best[0], part[0]], dim=1)
+    return topk_exact(values, torch.cat([best[1], part[1]], dim=1), min(k, values.shape[1]))
 
 
 def _prepare(x: torch.Tensor, k: int, precision: str
@@ -178,12 +183,6 @@ def knn_query_rows(x: torch.Tensor, positions: torch.Tensor, k: int, *,
         sims = queries @ x[c0:c1].T
         inside = (positions >= c0) & (positions < c1)
         sims[own[inside], positions[inside] - c0] = -torch.inf
-        part = _select(sims, min(k, c1 - c0), c0)
-        if best is None:
-            best = part
-        else:
-            best = topk_exact(torch.cat([best[0], part[0]], dim=1),
-                              torch.cat([best[1], part[1]], dim=1),
-                              min(k, best[0].shape[1] + part[0].shape[1]))
+        best = _keep_best(best, _select(sims, min(k, c1 - c0), c0), k)
     assert best is not None
     return best

@@ -10,6 +10,7 @@ few similarity blocks, whatever N is.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -129,13 +130,11 @@ def find_neighbours(embeddings: np.ndarray, ids: np.ndarray, k: int = 1000, *,
 
     if name == "cluster":
         from vo_similarity.neighbours.cluster import cluster_backend
-        blocks = cluster_backend(xs, kk, block_size=block_size,
-                                 column_block_size=column_block_size, cluster=cluster,
-                                 device=device, precision=precision)
+        runner = functools.partial(cluster_backend, cluster=cluster)
     else:
-        blocks = RUNNERS[name](xs, kk, block_size=block_size,
-                               column_block_size=column_block_size, device=device,
-                               precision=precision)
+        runner = RUNNERS[name]
+    blocks = runner(xs, kk, block_size=block_size, column_block_size=column_block_size,
+                    device=device, precision=precision)
     from tqdm.auto import tqdm
     with tqdm(total=n, unit="img", desc="neighbours", disable=not progress) as bar:
         for q0, q1, dist, pos in blocks:

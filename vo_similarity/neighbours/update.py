@@ -90,9 +90,10 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
     removed_ids = old_ids[~kept]
     was_old = np.isin(sorted_ids, old_ids)
     new_pos = np.flatnonzero(~was_old)
+    position_of = _positions(sorted_ids)
     # stored rows that stay, by their position among the current rows
     stay_rows = np.flatnonzero(kept)
-    stay_pos = np.searchsorted(sorted_ids, old_ids[stay_rows])
+    stay_pos = position_of(old_ids[stay_rows])
     width = old_nb.shape[1]
     complete = width >= len(old_ids) - 1  # the stored lists hold every other old image
     broken = np.zeros(len(stay_rows), dtype=bool)
@@ -109,9 +110,7 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
                                    progress=progress)
         return NeighbourUpdate(nb, dist, added=len(new_pos), removed=len(removed_ids),
                                recomputed=n, changed=np.ones(n, dtype=bool))
-    position_of = _positions(sorted_ids)
-    merge = ~broken & ~np.isin(stay_pos, full_pos)
-    merge_rows, merge_pos = stay_rows[merge], stay_pos[merge]
+    merge_rows, merge_pos = stay_rows[~broken], stay_pos[~broken]
     LOG.info("update: %d images (%d new, %d removed); %d rows computed in full, %d merged",
              n, len(new_pos), len(removed_ids), len(full_pos), len(merge_pos))
 

@@ -244,7 +244,7 @@ _PIECE_BYTES = 1 << 20  # float32 rows converted at a time: 1 MiB, in L2 or clos
 
 
 def _first_pass(codes: np.ndarray, query: np.ndarray, out: np.ndarray,
-                      buffer: np.ndarray) -> np.ndarray:
+                buffer: np.ndarray) -> np.ndarray:
     """``codes @ query`` in float32, a cache-sized piece at a time."""
     for start in range(0, len(codes), len(buffer)):
         piece = buffer[:min(len(buffer), len(codes) - start)]
@@ -288,7 +288,7 @@ def _nth_lower(lows: np.ndarray, n: int) -> float | None:
 
 
 def _candidates(coded: Coded, bounds: _Bounds, n: int, excluded: np.ndarray,
-                      block_rows: int) -> np.ndarray:
+                block_rows: int) -> np.ndarray:
     """Rows whose upper bound reaches the n-th best lower bound, one pass over the codes."""
     codes = coded.codes
     piece_rows = max(1, _PIECE_BYTES // (4 * codes.shape[1]))

@@ -57,6 +57,7 @@ def write_vector_file(path: Path, image_ids: np.ndarray, vectors: np.ndarray,
     ids = image_ids[order].astype(np.int32)
     if n > 1 and not (np.diff(ids) > 0).all():
         raise ValueError("image ids of the embeddings are not unique")
+    peak = np.zeros(dim, np.float32)  # largest |x| per dimension, for the codes' scales
     with atomic_write(path) as tmp:
         with open(tmp, "wb") as f:
             np.lib.format.write_array(f, ids)
@@ -66,9 +67,11 @@ def write_vector_file(path: Path, image_ids: np.ndarray, vectors: np.ndarray,
                 norms = np.linalg.norm(block, axis=1, keepdims=True)
                 if not np.isfinite(block).all() or not (norms > 0).all():
                     raise ValueError(f"{path.name}: embeddings contain NaN, inf or zero rows")
-                f.write(np.ascontiguousarray(block / norms, np.float32).tobytes())
+                unit = np.ascontiguousarray(block / norms, np.float32)
+                peak = np.maximum(peak, np.abs(unit).max(axis=0, initial=0))
+                f.write(unit.tobytes())
         if codes:
-            _append_codes(Path(tmp), block_rows)
+            _append_codes(Path(tmp), search_kernel.code_scales(peak), block_rows)
         os.chmod(tmp, 0o644)  # DaCHS's server user reads it
     return n, dim
 
@@ -79,14 +82,10 @@ def _write_header(f, dtype, shape: tuple[int, ...]) -> None:
             "fortran_order": False, "shape": shape})
 
 
-def _append_codes(path: Path, block_rows: int) -> None:
+def _append_codes(path: Path, scales: np.ndarray, block_rows: int) -> None:
     """Append the codes of the vectors just written (read back: what is served)."""
     _, written, _ = search_kernel.read_vector_records(str(path))
     n, dim = written.shape
-    peak = np.zeros(dim, np.float32)
-    for start in range(0, n, block_rows):
-        peak = np.maximum(peak, np.abs(written[start:start + block_rows]).max(axis=0))
-    scales = search_kernel.code_scales(peak)
     errors = np.empty(n, np.float32)
     with open(path, "ab") as f:
         _write_header(f, np.uint8, (n, dim))
