@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from vo_similarity.publish import resdir as rd
+from vo_similarity.publish.collections import DEFAULT_COLLECTION
 from vo_similarity.publish.copy import stage_model, swap_in
 from vo_similarity.publish.dachs import RD_ID, DachsSite
 from vo_similarity.publish.publisher import publish
@@ -118,7 +119,7 @@ def publish_vectors(site: DachsSite, work: WorkDir, name: str, model_id: int,
         nb = ((ids + 1) % n).reshape(-1, 1)  # one dummy neighbour each
         stage_model(conn, model_id, ids, nb, np.ones((n, 1), np.float32))
         swap_in(conn, [model_id], vector_files={model_id: staged})
-    rd.write_model(site, model, model_id, n, 1, dim=DIM)
+    rd.write_model(site, model, model_id, n, 1, collection=DEFAULT_COLLECTION, dim=DIM)
     site.run("imp", RD_ID, "import_models")
     return site.resdir / "data" / "vectors" / staged.file
 

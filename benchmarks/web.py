@@ -90,6 +90,7 @@ from publish import tap_sync
 from vector_search import CLIENT_CPU, SERVER_CPU, pin_server, random_units
 
 from vo_similarity.publish import resdir as rd
+from vo_similarity.publish.collections import DEFAULT_COLLECTION
 from vo_similarity.publish.copy import stage_model, swap_in
 from vo_similarity.publish.dachs import RD_ID, DachsSite
 from vo_similarity.publish.publisher import publish
@@ -241,7 +242,7 @@ def build(site: DachsSite, work, args: argparse.Namespace) -> Scene:
         dids = dict(conn.execute(
             "SELECT image_id, obs_publisher_did FROM similarity.images "
             "WHERE image_id = ANY(%s)", (wanted,)).fetchall())
-    rd.write_model(site, model, MODEL_ID, nq, k, dim=args.dim)
+    rd.write_model(site, model, MODEL_ID, nq, k, collection=DEFAULT_COLLECTION, dim=args.dim)
     site.run("imp", RD_ID, "import_models")
     site.run("serv", "reload")  # the page may cache the models' list
     return Scene(vectors, query_ids, start_id, chosen,

@@ -27,6 +27,8 @@ Layout::
         neighbours_ids.npy     int32 [N, k] image_id of neighbours, rank order, self excluded
         neighbours_dist.npy    float32 [N, k] L2 distance of unit vectors
         outlier.npy            float32 [N] per-image outlier score
+        neighbour_changes.json the rows `update` changed since the neighbours
+                               were computed in full (publish sends only them)
         evaluation.json        metrics (with baselines)
         evaluation_grid.png    queries and their nearest neighbours
       tune/study.sqlite, tune/best_config.json, tune/best_trial.json
@@ -136,6 +138,7 @@ class ModelDir:
     neighbour_ids = property(lambda self: self.root / "neighbours_ids.npy")
     neighbour_dist = property(lambda self: self.root / "neighbours_dist.npy")
     outlier = property(lambda self: self.root / "outlier.npy")
+    neighbour_changes = property(lambda self: self.root / "neighbour_changes.json")
     evaluation = property(lambda self: self.root / "evaluation.json")
     evaluation_grid = property(lambda self: self.root / "evaluation_grid.png")
 

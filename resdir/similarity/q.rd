@@ -10,8 +10,9 @@
     rank order) under self-supervised, affine-invariant image embeddings
     (SimCLR, Chen et al. 2020, arXiv:2002.05709).  The images are published in
     ivoa.obscore; similarity.neighbours joins them with each other, so that
-    "show me images like this one" is one ADQL statement.  Several models
-    (e.g. one per science category) live side by side, told apart by model_id.
+    "show me images like this one" is one ADQL statement.  Several
+    collections (obs_collection) and several models per collection (e.g. one
+    per science category) live side by side, told apart by model_id.
   </meta>
   <meta name="creationDate">2026-11-27T00:00:00Z</meta>
   <meta name="subject">astronomical-object-classification</meta>
@@ -30,7 +31,7 @@
     <mixin
       productType="'image'"
       calibLevel="0"
-      collectionName="'vo-similarity'"
+      collectionName="collection"
       did="obs_publisher_did"
       obsId="obs_id"
       title="COALESCE(NULLIF(target_name, ''), obs_id) || ' (' || credit || ')'"
@@ -45,8 +46,13 @@
 
     <column name="image_id" type="integer" required="True"
       ucd="meta.id;meta.main" tablehead="Image"
-      description="Dense integer id of the image in this collection; the key
-        of similarity.neighbours."/>
+      description="Integer id of the image, unique across collections (each
+        collection's ids are dense from a multiple of 10^7); the key of
+        similarity.neighbours."/>
+    <column name="collection" type="text" required="True"
+      ucd="meta.id;meta.dataset" tablehead="Collection"
+      description="The collection the image belongs to; equals
+        ivoa.obscore.obs_collection."/>
     <column name="obs_publisher_did" type="text" required="True"
       ucd="meta.ref.ivoid" tablehead="DID"
       description="IVOA publisher dataset identifier; equals
@@ -85,8 +91,9 @@
   </table>
 
   <data id="import_images" updating="True">
-    <!-- written by `vo-similarity publish` from the work dir's manifest -->
-    <sources>data/images.csv</sources>
+    <!-- one file per collection, written by `vo-similarity publish` from
+      its work dir's manifest; the file's name is the collection's -->
+    <sources pattern="data/collections/*.csv"/>
     <csvGrammar enc="utf-8">
       <rowfilter procDef="//products#define">
         <bind key="table">"\schema.images"</bind>
@@ -99,10 +106,13 @@
       </rowfilter>
     </csvGrammar>
     <make table="images">
-      <script type="newSource" lang="python" name="replace all images">
-        table.connection.execute("DELETE FROM similarity.images")
+      <script type="newSource" lang="python" name="replace this collection">
+        import os
+        name = os.path.basename(kwargs["sourceToken"])[:-len(".csv")]
+        table.connection.execute(
+          "DELETE FROM similarity.images WHERE collection=%(name)s", {"name": name})
       </script>
-      <rowmaker idmaps="image_id,obs_publisher_did,obs_id,target_name,s_ra,s_dec,s_fov,category,credit,source_path,label,mime"/>
+      <rowmaker idmaps="image_id,collection,obs_publisher_did,obs_id,target_name,s_ra,s_dec,s_fov,category,credit,source_path,label,mime"/>
     </make>
   </data>
 
@@ -115,7 +125,12 @@
       ucd="meta.id;meta.main" tablehead="Model"
       description="Key of the model in similarity.neighbours."/>
     <column name="name" type="text" required="True" ucd="meta.id"
-      tablehead="Name" description="Name of the model (its work dir folder)."/>
+      tablehead="Name" description="Name of the model (its work dir folder);
+        unique within its collection."/>
+    <column name="collection" type="text" required="True"
+      ucd="meta.id;meta.dataset" tablehead="Collection"
+      description="The collection whose images the model's neighbours are
+        (similarity.images.collection)."/>
     <column name="category" type="text" ucd="meta.code.class"
       tablehead="Category"
       description="Science category the model is for (empty: all images)."/>
@@ -156,7 +171,8 @@
   </table>
 
   <data id="import_models" updating="True">
-    <!-- one JSON file per model, written by `vo-similarity publish` -->
+    <!-- one JSON file per model, m<model_id>.json, written by
+      `vo-similarity publish` -->
     <sources pattern="data/models/*.json"/>
     <embeddedGrammar>
       <iterator>
@@ -169,10 +185,11 @@
     </embeddedGrammar>
     <make table="models">
       <script type="newSource" lang="python" name="replace this model">
-        import os
-        name = os.path.basename(kwargs["sourceToken"])[:-len(".json")]
+        import json
+        with open(kwargs["sourceToken"], encoding="utf-8") as f:
+          model_id = int(json.load(f)["model_id"])
         table.connection.execute(
-          "DELETE FROM similarity.models WHERE name=%(name)s", {"name": name})
+          "DELETE FROM similarity.models WHERE model_id=%(id)s", {"id": model_id})
       </script>
       <rowmaker idmaps="*"/>
     </make>

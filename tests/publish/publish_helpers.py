@@ -51,9 +51,10 @@ def publication_state(site: DachsSite) -> tuple:
 
 
 def model_id(site: DachsSite, name: str) -> int:
+    from vo_similarity.publish.collections import DEFAULT_COLLECTION
     from vo_similarity.publish.resdir import published_models
 
-    return published_models(site)[name]
+    return published_models(site)[(DEFAULT_COLLECTION, name)]
 
 
 def stilts(*args: str, timeout: float = 300) -> str:

@@ -105,6 +105,7 @@ def test_unchanged_model_is_not_exported_again(own_site, trained):
 
 
 def test_publish_migrates_an_older_models_table_and_keeps_everything(own_site, trained):
+    from vo_similarity.publish.collections import DEFAULT_COLLECTION
     from vo_similarity.publish.migrate import MODEL_COLUMNS
 
     before = _models(own_site)
@@ -128,9 +129,11 @@ def test_publish_migrates_an_older_models_table_and_keeps_everything(own_site, t
 
     assert without(after["tiny"]) == without(before["tiny"])
     # a model not republished keeps every old column; the new ones were never
-    # recorded for it (NULL) until it is published again
+    # recorded for it (NULL) until it is published again, but its collection:
+    # before collections, the server's one
     assert without(after["plain"], *MODEL_COLUMNS) == without(before["plain"], *MODEL_COLUMNS)
-    assert all(after["plain"][c] is None for c in MODEL_COLUMNS)
+    assert all(after["plain"][c] is None for c in MODEL_COLUMNS if c != "collection")
+    assert after["plain"]["collection"] == DEFAULT_COLLECTION
     run_publish(str(trained.root), "--gavo-rc", str(own_site.settings), "--no-metadata")
     assert {n: without(r) for n, r in _models(own_site).items()} == \
         {n: without(r) for n, r in before.items()}

@@ -1,10 +1,11 @@
-"""Publishing a different image set unpublishes the old models and renumbers."""
+"""Replacing a collection's image set unpublishes its models not republished."""
 
 from __future__ import annotations
 
 import pytest
 from publish_helpers import MODELS, run_publish
 
+from vo_similarity.publish.collections import DEFAULT_COLLECTION
 from vo_similarity.publish.resdir import published_models
 from vo_similarity.publish.sample import make_sample_workdir
 
@@ -26,13 +27,16 @@ def test_new_images_replace_every_model(site, published, tmp_path):
     assert set(MODELS) <= set(before[0])
     other = make_sample_workdir(tmp_path / "other", n=30, k=5, models=("only",), seed=6)
     try:
-        out = run_publish(str(other.root), "--no-metadata").stdout
-        assert "images: imported" in out
+        refused = run_publish(str(other.root), "--no-metadata", check=False)
+        assert refused.returncode != 0 and "--replace-collection" in refused.stderr
+        assert _state(site) == before
+        out = run_publish(str(other.root), "--no-metadata", "--replace-collection").stdout
+        assert f"images: imported (collection {DEFAULT_COLLECTION!r}, 30 removed)" in out
         models, parts, n_images = _state(site)
         assert models == {"only": 1}
         assert parts == ["neighbour_sets_m1"]
         assert n_images == 30
-        assert published_models(site) == {"only": 1}
+        assert published_models(site) == {(DEFAULT_COLLECTION, "only"): 1}
     finally:
-        run_publish(str(published.work.root), "--no-metadata")
+        run_publish(str(published.work.root), "--no-metadata", "--replace-collection")
     assert _state(site) == before

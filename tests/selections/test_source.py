@@ -73,6 +73,20 @@ def test_restrict_keeps_marks_between_known_images():
     assert len(SAMPLE.restrict([])) == 0
 
 
+def test_in_collection_keeps_one_collections_marks_with_work_directory_ids():
+    from vo_similarity.publish.collections import ID_STRIDE as S
+
+    marks = make([(1, 2, True, "a", None, 1), (S + 1, S + 7, False, "b", None, 2),
+                  (S + 3, 4, True, "c", None, 2),  # across collections: no one's
+                  (2 * S, 2 * S + 5, True, "d", None, 3)])
+    first, second = marks.in_collection(0), marks.in_collection(S)
+    assert (list(first.query_id), list(first.chosen_id)) == ([1], [2])
+    assert (list(second.query_id), list(second.chosen_id)) == ([1], [7])
+    assert list(second.session_id) == ["b"] and list(second.model_id) == [2]
+    assert list(marks.in_collection(2 * S).chosen_id) == [5]
+    assert len(marks.in_collection(5 * S)) == 0
+
+
 def test_subset_takes_masks_and_indices():
     assert list(SAMPLE.subset([3, 0]).query_id) == [5, 1]
     assert list(SAMPLE.subset(SAMPLE.is_similar).chosen_id) == [2, 2]

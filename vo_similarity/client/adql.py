@@ -26,7 +26,6 @@ from astroquery.exceptions import InvalidQueryError
 from vo_similarity.publish.queries import adql_string
 
 __all__ = [
-    "COLLECTION",
     "adql_string",
     "hits_query",
     "id_check_query",
@@ -41,9 +40,6 @@ __all__ = [
     "target_lookup_query",
     "where_id",
 ]
-
-#: ``obs_collection`` of the published images in ``ivoa.obscore`` (q.rd's mixin).
-COLLECTION = "vo-similarity"
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*){0,2}")
 
@@ -127,14 +123,22 @@ def _sep(ra: str, dec: str, ra0: float, dec0: float) -> str:
     return f"DISTANCE(POINT('ICRS', {ra}, {dec}), POINT('ICRS', {_deg(ra0)}, {_deg(dec0)}))"
 
 
-def region_query(ra: float, dec: float, radius_deg: float, top: int) -> str:
+def region_query(ra: float, dec: float, radius_deg: float, top: int,
+                 collections: list[str]) -> str:
     """The published images whose centre lies in a cone, nearest the centre first.
 
-    ``ang_sep`` is each image's distance from the cone's centre in degrees.
+    ``ang_sep`` is each image's distance from the cone's centre in degrees;
+    ``collections`` are the ``obs_collection`` values of the images wanted
+    (``ivoa.obscore`` may hold other data of the server too).
     """
+    if not collections:
+        raise InvalidQueryError("no collection to search: the server publishes none")
+    wanted = ", ".join(adql_string(c) for c in collections)
+    where = (f"o.obs_collection = {adql_string(collections[0])}" if len(collections) == 1
+             else f"o.obs_collection IN ({wanted})")
     return (f"SELECT TOP {int(top)} {_sep('o.s_ra', 'o.s_dec', ra, dec)} AS ang_sep, o.*\n"
             "FROM ivoa.obscore AS o\n"
-            f"WHERE o.obs_collection = {adql_string(COLLECTION)}\n"
+            f"WHERE {where}\n"
             f"  AND {_cone('o.s_ra', 'o.s_dec', ra, dec, radius_deg)}\n"
             "ORDER BY ang_sep, obs_publisher_did")
 

@@ -126,8 +126,12 @@ class SimilarityClass(SampMixin, BaseQuery):
             self._catalogues[server] = ModelCatalogue(self.query_tap(q.model_query()))
         return self._catalogues[server]
 
-    def _model(self, model: str | int | None) -> Model:
-        return self._catalogue().resolve(model, conf.default_model)
+    def _model(self, model: str | int | None, collection: str | None = None) -> Model:
+        return self._catalogue().resolve(model, conf.default_model, collection=collection)
+
+    def list_collections(self) -> list[str]:
+        """The collections the server publishes (``obs_collection``), in model order."""
+        return self._catalogue().collections
 
     # -- similar images of a published one ------------------------------------------
     def query_similar(self, did: str, *, n: int = 20, model: str | int | None = None,
@@ -275,6 +279,7 @@ class SimilarityClass(SampMixin, BaseQuery):
     # -- regions and targets -----------------------------------------------------
     def query_region(self, coordinates: SkyCoord | str, *, radius: u.Quantity,
                      neighbours: int = 0, model: str | int | None = None,
+                     collection: str | None = None,
                      get_query_payload: bool = False) -> Table | str:
         """The published images whose centre lies within ``radius`` of a position.
 
@@ -283,7 +288,11 @@ class SimilarityClass(SampMixin, BaseQuery):
             radius: the cone's radius (an angle Quantity).
             neighbours: 0 for the images only; k > 0 for each image's k
                 nearest neighbours as extra rows (see Returns).
-            model: the model of the neighbours.
+            model: the model of the neighbours (default: the default model, or
+                the first of ``collection``).
+            collection: the images of this collection only (``obs_collection``;
+                :meth:`list_collections`); default: every collection (with
+                neighbours: the model's).
             get_query_payload: return the ADQL instead of running it.
 
         Returns:
@@ -298,11 +307,16 @@ class SimilarityClass(SampMixin, BaseQuery):
         radius_deg = check_radius(radius)
         k = check_n(neighbours, name="neighbours", low=0)
         top = check_n(int(conf.row_limit), name="conf.row_limit", high=10**7)
+        if collection is not None and collection not in self.list_collections():
+            raise InvalidQueryError(
+                f"unknown collection {collection!r}; the server publishes "
+                f"{', '.join(map(repr, self.list_collections())) or 'none'}")
         if k == 0:
-            adql = q.region_query(ra, dec, radius_deg, top)
+            adql = q.region_query(ra, dec, radius_deg, top,
+                                  [collection] if collection else self.list_collections())
         else:
-            adql = q.region_similar_query(ra, dec, radius_deg, self._model(model).model_id,
-                                          k, top)
+            adql = q.region_similar_query(ra, dec, radius_deg,
+                                          self._model(model, collection).model_id, k, top)
         if get_query_payload:
             return adql
         table = self.query_tap(adql)
@@ -312,6 +326,7 @@ class SimilarityClass(SampMixin, BaseQuery):
 
     def query_object(self, name: str, *, radius: u.Quantity = 0.1 * u.deg,
                      neighbours: int = 0, model: str | int | None = None,
+                     collection: str | None = None,
                      get_query_payload: bool = False) -> Table | str:
         """The published images around a named object (see :meth:`query_region`).
 
@@ -332,7 +347,8 @@ class SimilarityClass(SampMixin, BaseQuery):
             position = resolve_elsewhere(name)
         coordinates = SkyCoord(*position, unit=u.deg, frame="icrs")
         return self.query_region(coordinates, radius=radius, neighbours=neighbours,
-                                 model=model, get_query_payload=get_query_payload)
+                                 model=model, collection=collection,
+                                 get_query_payload=get_query_payload)
 
     def query_outliers(self, *, n: int = 20, model: str | int | None = None,
                        get_query_payload: bool = False) -> Table | str:

@@ -1,8 +1,10 @@
 """The published models of a server: read once from ``similarity.models``, then looked up.
 
-A model is named by its ``name`` or its ``model_id`` (an int, or a string of
-digits); ``None`` means ``conf.default_model``, and an empty default the first
-published model (lowest ``model_id``: the TAP examples' ``model_id = 1``).
+A model is named by its ``name``, by ``"collection/name"`` (where several
+collections have a model of that name), or by its ``model_id`` (an int, or a
+string of digits); ``None`` means ``conf.default_model``, and an empty default
+the first published model (lowest ``model_id``: the TAP examples'
+``model_id = 1``), or the first of the collection asked for.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ class Model:
         weights_url: the ONNX file of the embedding (None: no weights published).
         weights_sha256: hex SHA-256 of that file.
         preprocess: how a raw image becomes the model's input (PreprocessConfig fields).
+        collection: the collection whose images its neighbours are (obs_collection).
     """
 
     model_id: int
     name: str
+    collection: str = "vo-similarity"
     dim: int | None = None
     weights_url: str | None = None
     weights_sha256: str | None = None
@@ -56,6 +60,7 @@ class Model:
             preprocess = {}
         dim = _cell(row, "dim")
         return cls(model_id=int(row["model_id"]), name=str(row["name"]),
+                   collection=str(_cell(row, "collection") or "vo-similarity"),
                    dim=None if dim is None else int(dim),
                    weights_url=_cell(row, "weights_url") or None,
                    weights_sha256=_cell(row, "weights_sha256") or None,
@@ -70,30 +75,69 @@ class ModelCatalogue:
         self.models = [Model.from_row(row) for row in table]
 
     def describe(self) -> str:
-        return ", ".join(f"{m.name!r} (model_id {m.model_id})" for m in self.models) or "none"
+        """The published models, for messages (``collection/name`` where several
+        collections are published)."""
+        several = len(self.collections) > 1
+        return ", ".join((f"{m.collection}/{m.name}" if several else repr(m.name))
+                         + f" (model_id {m.model_id})" for m in self.models) or "none"
 
-    def resolve(self, model: str | int | None, default: str | int = "") -> Model:
-        """The model named by ``model`` (else by ``default``, else the first one).
+    @property
+    def collections(self) -> list[str]:
+        """The collections that have a published model, in model_id order."""
+        return list(dict.fromkeys(m.collection for m in self.models))
+
+    def resolve(self, model: str | int | None, default: str | int = "", *,
+                collection: str | None = None) -> Model:
+        """The model named by ``model`` (else by ``default``, else the first one),
+        of ``collection`` where given.
 
         Raises:
             InvalidQueryError: no such model (the message lists the published
-                ones), or the server publishes none.
+                ones), a name that several collections use, a model of another
+                collection than ``collection``, or the server publishes none.
         """
         wanted = default if model is None else model
         if not self.models:
             raise InvalidQueryError("the server publishes no model yet "
                                     "(similarity.models is empty)")
+        if collection is not None and collection not in self.collections:
+            raise InvalidQueryError(f"unknown collection {collection!r}; the server "
+                                    f"publishes {', '.join(map(repr, self.collections))}")
         if isinstance(wanted, str) and not wanted.strip():
-            return min(self.models, key=lambda m: m.model_id)
+            return min((m for m in self.models if collection in (None, m.collection)),
+                       key=lambda m: m.model_id)
         if isinstance(wanted, bool) or not isinstance(wanted, str | int | np.integer):
             raise InvalidQueryError(f"model must be a name or a model_id, got {wanted!r}")
-        for m in self.models:
-            if m.name == wanted:
-                return m
+        found = self._named(wanted, collection)
+        if found is not None:
+            return found
         as_id = str(wanted).strip()
         if as_id.isdigit():
             for m in self.models:
                 if m.model_id == int(as_id):
+                    if collection not in (None, m.collection):
+                        raise InvalidQueryError(
+                            f"model {m.model_id} is of collection {m.collection!r}, "
+                            f"not {collection!r}")
                     return m
         raise InvalidQueryError(f"unknown model {wanted!r}; the server publishes "
                                 f"{self.describe()}")
+
+    def _named(self, wanted, collection: str | None) -> Model | None:
+        """The model called ``wanted`` (``name`` or ``collection/name``), None if none."""
+        if not isinstance(wanted, str):
+            return None
+        if "/" in wanted:
+            collection_part, _, wanted = wanted.partition("/")
+            if collection not in (None, collection_part):
+                raise InvalidQueryError(f"model {collection_part}/{wanted} is not of "
+                                        f"collection {collection!r}")
+            collection = collection_part
+        named = [m for m in self.models
+                 if m.name == wanted and collection in (None, m.collection)]
+        if len(named) > 1:
+            raise InvalidQueryError(
+                f"several collections have a model {wanted!r}: "
+                + ", ".join(f"{m.collection}/{m.name} (model_id {m.model_id})" for m in named)
+                + "; name one of them so, or give its model_id or the collection")
+        return named[0] if named else None

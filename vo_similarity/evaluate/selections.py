@@ -118,7 +118,10 @@ def evaluate_selections(
     if isinstance(source_or_selections, Selections):
         sel, source = source_or_selections, "selections given"
     else:
-        sel, source = read_selections(source_or_selections, site=site), str(source_or_selections)
+        from vo_similarity.publish.collections import collection_of
+
+        sel = read_selections(source_or_selections, site=site, collection=collection_of(work))
+        source = str(source_or_selections)
 
     if current_embeddings(work, model_dir):
         vectors = np.load(model_dir.embeddings)

@@ -297,6 +297,7 @@ def improve(work: WorkDir, model: str, options: ImproveOptions = ImproveOptions(
         ImproveBusy: another run of the same model holds the lock.
         FileNotFoundError: the model does not exist.
     """
+    from vo_similarity.publish.collections import collection_of
     from vo_similarity.selections.source import read_selections
 
     paths = _Paths(work, model)
@@ -311,7 +312,8 @@ def improve(work: WorkDir, model: str, options: ImproveOptions = ImproveOptions(
             state = _read_state(paths)
             _recover(paths, state, work, options, site)
             sel = (selections if selections is not None
-                   else read_selections(options.source, site=site))
+                   else read_selections(options.source, site=site,
+                                        collection=collection_of(work)))
             sel = sel.since(np.datetime64(state["since"]))
             latest = sel.latest()
             seen = state.get("considered_up_to")

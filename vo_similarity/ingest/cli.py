@@ -86,6 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--authority", default=DEFAULT_AUTHORITY, metavar="AUTH",
                         help="IVOA authority of the publisher DIDs, "
                              f"ivo://AUTH/~?<obs_id> (default {DEFAULT_AUTHORITY})")
+    parser.add_argument("--collection", default=None, metavar="NAME",
+                        help="the collection this work directory is published as (its "
+                             "obs_collection; letters, digits, '.', '_', '-'; default: the "
+                             "one it has, else vo-similarity); collections of other work "
+                             "directories live beside it in the service")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,6 +117,13 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(STAGE, "--tap URL and --adql QUERY go together")
     if args.download_workers < 1:
         return usage_error(STAGE, "--download-workers takes a number >= 1")
+    if args.collection is not None:
+        from vo_similarity.publish.collections import check_collection_name
+
+        try:
+            check_collection_name(args.collection)
+        except ValueError as exc:
+            return usage_error(STAGE, str(exc))
     if not (args.builtin or args.folder or args.synthetic is not None or args.tap) \
             and not work.manifest.is_file():
         return usage_error(STAGE, "no source given: use --builtin, --folder DIR, --synthetic N "
@@ -159,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = ingest(inputs, work, config, authority=args.authority, channels=args.channels,
-                        progress=args.progress, rejected=failed)
+                        progress=args.progress, rejected=failed, collection=args.collection)
     except NoImages as exc:
         return fail(STAGE, f"no image in {_sources(args)}: {exc}")
     elapsed = time.perf_counter() - start

@@ -84,6 +84,7 @@ def ingest(
     channels: tuple[int | None, int | None] | None = None,
     progress: bool = True,
     rejected: Iterable[tuple[str, str]] = (),
+    collection: str | None = None,
 ) -> IngestResult:
     """Ingest ``inputs`` into ``workdir`` (see the module docstring).
 
@@ -97,6 +98,9 @@ def ingest(
         progress: show a tqdm progress bar.
         rejected: ``(source, reason)`` of inputs their source could not provide
             (a failed download), reported with the others.
+        collection: the collection the work directory is published as
+            (:mod:`vo_similarity.publish.collections`); None: the one its
+            manifest names already, else ``vo-similarity``.
 
     Returns:
         The number of images and the rejected inputs with their reasons.
@@ -106,7 +110,10 @@ def ingest(
     """
     from tqdm import tqdm
 
+    from ..publish.collections import check_collection_name, collection_of
+
     config = config or PreprocessConfig()
+    collection = check_collection_name(collection or collection_of(workdir))
     work = workdir.ensure()
     todo, duplicates = _plan(_previous_inputs(work), inputs)
     rejected = [*rejected, *duplicates]
@@ -123,7 +130,8 @@ def ingest(
                 continue
             journal.put(key, entry)
         outcomes.append((inp, key))
-    result = _assemble(work, outcomes, journal, config, authority, rejected, channels)
+    result = _assemble(work, outcomes, journal, config, authority, rejected, channels,
+                       collection)
     journal.prune({o for _, o in outcomes if isinstance(o, str)})
     return result
 
@@ -235,7 +243,8 @@ def _merge(inp: ImageInput, facts: dict) -> dict:
 def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry]],
               journal: Journal, config: PreprocessConfig, authority: str,
               rejected: list[tuple[str, str]],
-              channels: tuple[int | None, int | None] | None = None) -> IngestResult:
+              channels: tuple[int | None, int | None] | None = None,
+              collection: str | None = None) -> IngestResult:
     """Write the work directory's ingest files from the journal, each atomically."""
     from PIL import Image
 
@@ -280,7 +289,8 @@ def _assemble(work: WorkDir, outcomes: list[tuple[ImageInput, str | JournalEntry
     # the cube channel range belongs to "how raw pixels became model input": a
     # client embedding a new cube (vo_similarity.client.embedding) must use it too
     preprocess_meta["channels"] = list(channels) if channels else None
-    write_manifest(work.manifest, rows, {"authority": authority, "image_size": size,
+    write_manifest(work.manifest, rows, {"authority": authority, "collection": collection,
+                                         "image_size": size,
                                          PIXELS_DIGEST: pixels_digest,
                                          "preprocess": preprocess_meta,
                                          "pipeline_version": PIPELINE_VERSION})

@@ -123,9 +123,12 @@ def run(args: argparse.Namespace) -> int:
 
     selections = None
     if args.selections:
+        from vo_similarity.publish.collections import collection_of
         from vo_similarity.selections import read_selections
+        from vo_similarity.workdir import WorkDir
 
-        selections = read_selections(args.selections)
+        selections = read_selections(args.selections,
+                                     collection=collection_of(WorkDir(args.workdir)))
         if not len(selections):
             raise ValueError(f"{args.selections} holds no selection")
 

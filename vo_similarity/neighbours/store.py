@@ -19,7 +19,8 @@ from vo_similarity.neighbours.outlier import DEFAULT_OUTLIER_NEIGHBOURS, outlier
 from vo_similarity.neighbours.search import find_neighbours, neighbour_count
 from vo_similarity.workdir import ModelDir, atomic_write
 
-__all__ = ["NeighbourSummary", "compute_model_neighbours", "load_embeddings",
+__all__ = ["NeighbourChanges", "NeighbourSummary", "compute_model_neighbours", "load_embeddings",
+           "neighbour_state", "read_neighbour_changes",
            "update_model_neighbours"]
 
 LOG = logging.getLogger(__name__)
@@ -32,6 +33,60 @@ class NeighbourSummary:
     n_images: int
     k: int
     files: tuple[Path, ...]
+
+
+def neighbour_state(model: ModelDir) -> str:
+    """A digest of what publishing sends of a model: its ids, neighbours and outlier
+    scores (the SHA-256 of their files' SHA-256s; "" where a file is missing)."""
+    import hashlib
+
+    from vo_similarity.workdir import file_sha256
+
+    digests = [file_sha256(p) if p.is_file() else "" for p in
+               (model.embedding_ids, model.neighbour_ids, model.neighbour_dist, model.outlier)]
+    return hashlib.sha256(" ".join(digests).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NeighbourChanges:
+    """The rows ``update`` changed, from the state ``base`` to the state ``result``
+    (:func:`neighbour_state`): ``changed`` ids hold other lists (or are new),
+    ``removed`` ids are gone."""
+
+    base: str
+    result: str
+    changed: np.ndarray
+    removed: np.ndarray
+
+
+def read_neighbour_changes(model: ModelDir) -> NeighbourChanges | None:
+    """The model's record of changed rows (None: none, or unreadable)."""
+    import json
+
+    try:
+        record = json.loads(model.neighbour_changes.read_text(encoding="utf-8"))
+        return NeighbourChanges(str(record["base"]), str(record["result"]),
+                                np.asarray(record["changed"], dtype=np.int64),
+                                np.asarray(record["removed"], dtype=np.int64))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _record_changes(model: ModelDir, base: str, earlier: NeighbourChanges | None,
+                    ids: np.ndarray, changed: np.ndarray, removed: np.ndarray) -> None:
+    """Write the changes from ``base`` to the model's current state, merged with the
+    ``earlier`` record where it ends at ``base`` (two updates before one publish)."""
+    import json
+
+    changed, removed = np.asarray(changed, np.int64), np.asarray(removed, np.int64)
+    if earlier is not None and earlier.result == base:
+        base = earlier.base
+        changed = np.union1d(changed, np.intersect1d(earlier.changed, ids))
+        removed = np.union1d(removed, np.setdiff1d(earlier.removed, ids))
+    record = {"base": base, "result": neighbour_state(model),
+              "changed": np.unique(changed).tolist(), "removed": np.unique(removed).tolist()}
+    with atomic_write(model.neighbour_changes) as tmp:
+        tmp.write_text(json.dumps(record), encoding="utf-8")
 
 
 def load_embeddings(model: ModelDir) -> tuple[np.ndarray, np.ndarray]:
@@ -64,6 +119,7 @@ def compute_model_neighbours(model: ModelDir, k: int = 1000, *,
     x, ids = load_embeddings(model)
     kk = neighbour_count(k, len(x))
     targets = (model.neighbour_ids, model.neighbour_dist, model.outlier)
+    model.neighbour_changes.unlink(missing_ok=True)  # computed in full: no rows to pick
     with contextlib.ExitStack() as files:  # all three replaced only when all are complete
         temps = [files.enter_context(atomic_write(p)) for p in targets]
         out_ids = np.lib.format.open_memmap(temps[0], mode="w+", dtype=np.int32,
@@ -110,6 +166,7 @@ def update_model_neighbours(work, model: ModelDir, k: int | None = None, *,
     from vo_similarity.workdir import PIXELS_DIGEST, file_sha256
 
     old_x, old_ids = load_embeddings(model)
+    base, earlier = neighbour_state(model), read_neighbour_changes(model)
     for path in (model.neighbour_ids, model.neighbour_dist):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: run 'vo-similarity neighbours' for "
@@ -144,6 +201,10 @@ def update_model_neighbours(work, model: ModelDir, k: int | None = None, *,
         np.save(temps[3], result.neighbour_ids)
         np.save(temps[4], result.distances)
         np.save(temps[5], outlier_scores(result.distances, outlier_neighbours))
+        # a record that no longer describes the files must not survive them
+        model.neighbour_changes.unlink(missing_ok=True)
+    _record_changes(model, base, earlier, ids, ids[result.changed],
+                    np.setdiff1d(old_ids, ids))
     return result
 
 

@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DaCHS's settings file (default: $GAVOSETTINGS, else /etc/gavo.rc)")
     parser.add_argument("--no-metadata", action="store_true",
                         help="skip `dachs imp -m` and `dachs limits` (faster republish)")
+    parser.add_argument("--replace-collection", action="store_true",
+                        help="allow this publication to remove images of WORKDIR's collection "
+                             "(an image set that lacks some of the published ones); without "
+                             "it such a publish is refused and changes nothing. Other "
+                             "collections are never touched")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,17 +40,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         site = DachsSite.from_config(args.gavo_rc)
         report = publish(WorkDir(args.workdir), site, args.models,
-                         progress=args.progress, refresh_metadata=not args.no_metadata)
+                         progress=args.progress, refresh_metadata=not args.no_metadata,
+                         replace_collection=args.replace_collection)
     except (DachsError, WorkDirIncomplete, FileNotFoundError, ValueError, RuntimeError,
             psycopg.Error, subprocess.TimeoutExpired) as exc:
         return fail("publish", str(exc))
 
     print(f"Published in DaCHS at {report.url} (TAP: {report.url}/tap)")
-    print("images:", "imported" if report.images_imported else "unchanged")
+    removed = f", {report.images_removed} removed" if report.images_removed else ""
+    print(f"images: {'imported' if report.images_imported else 'unchanged'} "
+          f"(collection {report.collection!r}{removed})")
+    if report.other_collections:
+        print("other collections, unchanged: " + ", ".join(
+            f"{name!r} ({n} images)" for name, n in sorted(report.other_collections.items())))
     for m in report.models:
+        if m.incremental:
+            sent = (f"only the {m.rows // max(m.k, 1)} images whose lists changed since "
+                    f"its publication, in one transaction of {m.load_s:.1f} s")
+        else:
+            sent = (f"{m.rows} rows in {m.load_s:.1f} s ({m.rows_per_s / 1e6:.2f} M rows/s; "
+                    f"swap {m.swap_s * 1000:.0f} ms)")
         print(f"model {m.name!r} (model_id {m.model_id}): {m.n_images} images x {m.k} "
-              f"neighbours = {m.rows} rows in {m.load_s:.1f} s "
-              f"({m.rows_per_s / 1e6:.2f} M rows/s; swap {m.swap_s * 1000:.0f} ms)"
+              f"neighbours; {sent}"
               + ("" if m.weights_url is None else f"; ONNX file {m.weights_url}"))
     searchable = [str(m.model_id) for m in report.models if m.searchable]
     if searchable:

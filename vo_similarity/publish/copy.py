@@ -13,6 +13,10 @@ Publishing happens in two steps:
 2. :func:`swap_in`, for all models of a publication in one transaction: detach
    and drop the old partitions, attach the staging tables in their place.
 
+3. :func:`update_partition`, instead, for a model of which ``update`` changed
+   some rows (:mod:`.increments`): those rows deleted and inserted anew in
+   the live partition, in one transaction; the others are not rewritten.
+
 Readers (TAP queries through the views) see the old rows or the new ones: the
 swap's locks make them wait a few milliseconds at most, never fail.  A publish
 killed at any point leaves the published partitions as they were: an
@@ -29,7 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["COPY_HEADER", "COPY_TRAILER", "encode_copy_rows", "load_model_partition"]
+__all__ = ["COPY_HEADER", "COPY_TRAILER", "encode_copy_rows", "load_model_partition",
+           "stage_model", "swap_in", "update_partition"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,40 @@ def encode_copy_rows(
     return rows.tobytes()
 
 
+def _shifted(ids: np.ndarray, offset: int) -> np.ndarray:
+    """``ids + offset`` as int32, refusing what would not fit."""
+    if not offset:
+        return ids
+    shifted = np.asarray(ids, dtype=np.int64) + int(offset)
+    if shifted.size and (shifted.min() < -2**31 or shifted.max() >= 2**31):
+        raise ValueError(f"image ids + {offset} do not fit an integer column")
+    return shifted.astype(np.int32)
+
+
+def _copy_rows(cur, table, model_id: int, arrays: tuple, rows: np.ndarray, block_rows: int,
+               id_offset: int, after_block: Callable[[int, int], None] | None = None) -> None:
+    """Binary COPY of the ``rows`` (indices) of ``arrays`` = (image_ids,
+    neighbour_ids, dists, outlier or None) into ``similarity.<table>`` (an
+    Identifier), ``block_rows`` at a time, ids plus ``id_offset``;
+    ``after_block(start, n)`` after each block."""
+    from psycopg import sql
+
+    image_ids, neighbour_ids, dists, outlier = arrays
+    copy_sql = sql.SQL("COPY similarity.{} (model_id, image_id, outlier, neighbour_ids, dists) "
+                       "FROM STDIN (FORMAT BINARY)").format(table)
+    with cur.copy(copy_sql) as copy:
+        copy.write(COPY_HEADER)
+        for start in range(0, len(rows), block_rows):
+            idx = np.sort(rows[start:start + block_rows])
+            copy.write(encode_copy_rows(
+                model_id, _shifted(image_ids[idx], id_offset),
+                _shifted(neighbour_ids[idx], id_offset), dists[idx],
+                None if outlier is None else outlier[idx]))
+            if after_block is not None:
+                after_block(start, len(idx))
+        copy.write(COPY_TRAILER)
+
+
 def _partition_name(model_id: int) -> str:
     return f"neighbour_sets_m{int(model_id)}"
 
@@ -128,6 +167,7 @@ def stage_model(
     *,
     block_rows: int = 2000,
     progress: Callable[[int], None] | None = None,
+    id_offset: int = 0,
 ) -> str:
     """COPY one model's neighbours into its staging table, index it, commit.
 
@@ -143,6 +183,8 @@ def stage_model(
         outlier: float [N] outlier scores, or None.
         block_rows: images encoded and sent per COPY write.
         progress: called with the number of images sent after each block.
+        id_offset: added to every image id (the collection's, :mod:`.collections`),
+            block by block.
 
     Returns:
         The staging table's name (in schema ``similarity``).
@@ -166,22 +208,15 @@ def stage_model(
         cur.execute(sql.SQL(
             "CREATE TABLE similarity.{} (LIKE similarity.neighbour_sets INCLUDING STORAGE)"
         ).format(stage))
-        copy_sql = sql.SQL(
-            "COPY similarity.{} (model_id, image_id, outlier, neighbour_ids, dists) "
-            "FROM STDIN (FORMAT BINARY)").format(stage)
-        with cur.copy(copy_sql) as copy:
-            copy.write(COPY_HEADER)
-            for start in range(0, len(order), block_rows):
-                idx = np.sort(order[start:start + block_rows])
-                copy.write(encode_copy_rows(
-                    model_id, image_ids[idx], neighbour_ids[idx], dists[idx],
-                    None if outlier is None else outlier[idx]))
-                if progress is not None:
-                    progress(len(idx))
-                if pause and start == 0:
-                    log.warning("pausing %.1f s inside COPY (%s is set)", pause, PAUSE_ENV)
-                    time.sleep(pause)
-            copy.write(COPY_TRAILER)
+        def after_block(start: int, sent: int) -> None:
+            if progress is not None:
+                progress(sent)
+            if pause and start == 0:
+                log.warning("pausing %.1f s inside COPY (%s is set)", pause, PAUSE_ENV)
+                time.sleep(pause)
+
+        _copy_rows(cur, stage, model_id, (image_ids, neighbour_ids, dists, outlier), order,
+                   block_rows, id_offset, after_block)
         cur.execute(sql.SQL(
             "ALTER TABLE similarity.{} ADD CONSTRAINT {} CHECK (model_id = {})"
         ).format(stage, sql.Identifier(f"{_partition_name(model_id)}_model"),
@@ -253,6 +288,79 @@ def swap_in(conn, model_ids: list[int], drop: list[int] = (), *,
             log.info("swap waits for readers (attempt %d)", attempt)
             time.sleep(0.2)
     raise RuntimeError("could not swap in the neighbours: readers held locks for minutes")
+
+
+def update_partition(conn, model_id: int, image_ids: np.ndarray, neighbour_ids: np.ndarray,
+                     dists: np.ndarray, outlier: np.ndarray | None, rows: np.ndarray,
+                     removed: np.ndarray, *, id_offset: int = 0, vector_file=None,
+                     block_rows: int = 2000, lock_timeout_s: float = 5.0) -> float:
+    """Replace some rows of a published model's partition, in one transaction.
+
+    What ``update`` changed (:class:`~vo_similarity.neighbours.store.NeighbourChanges`):
+    the rows of ``rows`` and of ``removed`` are deleted, those of ``rows``
+    inserted anew (binary COPY into the partition); every other row is left
+    as it is, not rewritten.  Readers see the old rows or the new ones: the
+    transaction's snapshot, no lock that waits for them.  The model's vector
+    file changes in the same transaction.
+
+    Args:
+        conn: a psycopg 3 connection as ``gavoadmin`` (not in a transaction).
+        model_id: the model, whose partition exists.
+        image_ids, neighbour_ids, dists, outlier: the model's full arrays (as
+            for :func:`stage_model`; may be memory-mapped).
+        rows: ids (of ``image_ids``, before ``id_offset``) whose rows go in.
+        removed: ids whose rows go out.
+        id_offset: the collection's (:mod:`.collections`).
+        vector_file: the model's new vector file (:class:`.vectors.StagedVectors`),
+            or None (its embeddings are not published).
+        block_rows: rows encoded per COPY write.
+        lock_timeout_s: how long to wait for a lock before retrying.
+
+    Returns:
+        Seconds the transaction took.
+    """
+    import psycopg
+    from psycopg import sql
+
+    model_id = int(model_id)
+    part = sql.Identifier(_partition_name(model_id))
+    order = np.argsort(image_ids, kind="stable")
+    where = order[np.searchsorted(np.asarray(image_ids)[order], rows)] if len(rows) else \
+        np.zeros(0, np.int64)
+    if len(rows) and not np.array_equal(np.asarray(image_ids)[where], rows):
+        raise ValueError(f"model {model_id}: some changed rows are not among its images")
+    gone = _shifted(np.union1d(rows, removed), id_offset).astype(np.int64).tolist()
+    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
+    for attempt in range(1, 61):
+        try:
+            with conn.transaction():
+                t0 = time.perf_counter()
+                cur = conn.cursor()
+                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                    sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
+                cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (PUBLISH_LOCK, model_id))
+                if not cur.fetchone()[0]:
+                    raise RuntimeError(f"another publish of model_id {model_id} is running")
+                cur.execute(sql.SQL("DELETE FROM similarity.{} WHERE image_id = ANY(%s)")
+                            .format(part), (gone,))
+                _copy_rows(cur, part, model_id, (image_ids, neighbour_ids, dists, outlier),
+                           where, block_rows, id_offset)
+                if pause:
+                    log.warning("pausing %.1f s before the commit (%s is set)", pause, PAUSE_ENV)
+                    time.sleep(pause)
+                cur.execute("DELETE FROM similarity.vector_files WHERE model_id = %s",
+                            (model_id,))
+                if vector_file is not None:
+                    cur.execute("INSERT INTO similarity.vector_files (model_id, file, n_vectors, "
+                                "dim) VALUES (%s, %s, %s, %s)",
+                                (model_id, vector_file.file, vector_file.n_vectors,
+                                 vector_file.dim))
+                took = time.perf_counter() - t0
+            return took
+        except psycopg.errors.LockNotAvailable:
+            log.info("the update of model %d waits for a lock (attempt %d)", model_id, attempt)
+            time.sleep(0.2)
+    raise RuntimeError(f"could not update model {model_id}: locks held for minutes")
 
 
 def load_model_partition(conn, model_id: int, image_ids: np.ndarray,

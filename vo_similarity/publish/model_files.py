@@ -12,6 +12,7 @@ config, and the input size -- so that an unchanged model is not exported again.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -52,14 +53,17 @@ def _url(site: DachsSite, file_name: str) -> str:
     return f"{site.url}/{RD_ID}/{FILES_SERVICE}/static/weights/{file_name}"
 
 
-def publish_weights(site: DachsSite, model: ModelDir, input_size: int | None
-                    ) -> PublishedWeights | None:
+def publish_weights(site: DachsSite, model: ModelDir, input_size: int | None,
+                    key: str | None = None) -> PublishedWeights | None:
     """Export ``model`` to ONNX where DaCHS serves it, unless unchanged since last time.
 
     Args:
         site: the DaCHS installation.
         model: the model's folder.
         input_size: side S of the model's input (the manifest's ``preprocess.size``).
+        key: the model's name on the server, unique across collections
+            (:func:`.collections.published_name`; default: the folder's name);
+            it starts the file's name, and older files of that key are removed.
 
     Returns:
         URL, SHA-256 and path of the served file; None when the model has no
@@ -76,8 +80,9 @@ def publish_weights(site: DachsSite, model: ModelDir, input_size: int | None
                          "so the ONNX input size is unknown; rerun `vo-similarity ingest`")
     source = {"weights_sha256": file_sha256(model.weights),
               "config_sha256": file_sha256(model.config), "input_size": int(input_size)}
+    key = key or model.name
     folder = weights_folder(site)
-    stamp = _stamp(site, model.name)
+    stamp = _stamp(site, key)
     if stamp.is_file():
         record = json.loads(stamp.read_text(encoding="utf-8"))
         path = folder / record.get("file", "")
@@ -94,7 +99,7 @@ def publish_weights(site: DachsSite, model: ModelDir, input_size: int | None
         exported = Path(export_onnx(model, Path(tmp) / f"{model.name}.onnx",
                                     input_size=int(input_size)))
         digest = file_sha256(exported)
-        path = folder / f"{model.name}-{digest[:16]}.onnx"
+        path = folder / f"{key}-{digest[:16]}.onnx"
         os.chmod(exported, 0o644)  # DaCHS's server user serves it
         os.replace(exported, path)  # the temporary folder is on the same file system
     with atomic_write(stamp) as tmp_stamp:
@@ -102,8 +107,8 @@ def publish_weights(site: DachsSite, model: ModelDir, input_size: int | None
                                          "sha256": digest}, indent=1), encoding="utf-8")
     # Older exports of this model: keep the newest previous one (a client may
     # have read its URL just before this publish), remove the rest.
-    own = re.compile(re.escape(model.name) + r"-[0-9a-f]{16}\.onnx")
-    older = sorted((p for p in folder.glob(f"{model.name}-*.onnx")
+    own = re.compile(re.escape(key) + r"-[0-9a-f]{16}\.onnx")
+    older = sorted((p for p in folder.glob(f"{glob.escape(key)}-*.onnx")
                     if p != path and own.fullmatch(p.name)),
                    key=lambda p: p.stat().st_mtime_ns)
     for old in older[:-1]:

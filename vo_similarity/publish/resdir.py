@@ -5,10 +5,12 @@
 :func:`vo_similarity.resources.resource_dir`), refreshed by every publish, and
 the files written per publication:
 
-    data/images.csv            the manifest as DaCHS's csvGrammar reads it
+    data/collections/<name>.csv  per collection, its manifest as DaCHS's
+                               csvGrammar reads it (image ids plus the
+                               collection's offset, .collections)
     data/images/<id>.<ext>     the image files behind ObsCore's access_url
     data/previews/<id>.png     the PNG previews
-    data/models/<name>.json    one file per published model (models table)
+    data/models/m<id>.json     one file per published model (models table)
     data/vectors/m<id>-*.vectors  the models' embeddings (search service, .vectors)
     data/published/weights/    the models' ONNX files (.model_files), served
     res/search_kernel.py       the search service's code (.search_kernel)
@@ -39,9 +41,11 @@ from ..workdir import ModelDir, WorkDir, atomic_write, file_sha256
 from .dachs import SCHEMA, DachsSite
 
 __all__ = [
+    "collection_csv",
     "install_resdir",
     "install_tap_examples",
     "mark_images_imported",
+    "model_file",
     "published_models",
     "write_images",
     "write_model",
@@ -49,7 +53,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_IMAGE_COLUMNS = ["image_id", "obs_publisher_did", "obs_id", "target_name", "s_ra", "s_dec",
+_IMAGE_COLUMNS = ["image_id", "collection", "obs_publisher_did", "obs_id", "target_name", "s_ra", "s_dec",
                   "s_fov", "category", "credit", "source_path", "label"]
 
 
@@ -141,42 +145,58 @@ def _link_or_copy(src: Path, dst: Path) -> None:
             os.chmod(tmp, 0o644)  # DaCHS's server user must read the copy
 
 
-def write_images(work: WorkDir, site: DachsSite) -> bool:
-    """Write the manifest, image files and previews below ``data/``.
+def collection_csv(site: DachsSite, collection: str) -> Path:
+    """The file DaCHS imports a collection's images from."""
+    return site.resdir / "data" / "collections" / f"{collection}.csv"
+
+
+def _stamp(site: DachsSite, collection: str) -> Path:
+    return site.resdir / "data" / "collections" / f"{collection}.sha256"
+
+
+def _digest(work: WorkDir, offset: int) -> str:
+    return f"{file_sha256(work.manifest)} {int(offset)}"
+
+
+def write_images(work: WorkDir, site: DachsSite, collection: str, offset: int = 0) -> bool:
+    """Write the manifest, image files and previews of one collection below ``data/``.
 
     The image file behind ``access_url`` is the manifest's ``source_path`` where
-    that is a local file, else the preview.
+    that is a local file, else the preview.  Files are named by the published
+    image id, the manifest's plus ``offset`` (:mod:`.collections`).
 
     Returns:
-        True if anything changed since the last publication (so that the images
-        must be imported again), False if the same manifest is published.
+        True if anything changed since the collection's last publication (so
+        that its images must be imported again), False if the same manifest is
+        published at the same offset.
     """
     from ..ingest.manifest import read_manifest
 
     data = site.resdir / "data"
-    stamp = data / "images.sha256"
-    digest = file_sha256(work.manifest)
-    if (stamp.is_file() and stamp.read_text().strip() == digest
-            and (data / "images.csv").is_file()):
-        log.info("manifest unchanged since the last publication")
+    csv_path, stamp = collection_csv(site, collection), _stamp(site, collection)
+    if (stamp.is_file() and stamp.read_text().strip() == _digest(work, offset)
+            and csv_path.is_file()):
+        log.info("manifest of collection %s unchanged since its last publication", collection)
         return False
     table = read_manifest(work.manifest)
+    table["collection"] = collection
     missing = [c for c in _IMAGE_COLUMNS if c not in table.colnames]
     if missing:
         raise ValueError(f"{work.manifest} lacks the columns {', '.join(missing)}")
     # Files are replaced one by one (never a folder removed first), so rows still
     # published keep their files if this publish dies before the import commits.
-    for sub in ("images", "previews"):
+    for sub in ("images", "previews", "collections"):
         (data / sub).mkdir(parents=True, exist_ok=True)
-    csv_path = data / "images.csv"
     with atomic_write(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(_IMAGE_COLUMNS + ["accref", "accsize", "mime", "preview"])
         for row in table:
-            image_id = int(row["image_id"])
-            preview = work.preview(image_id)
+            preview = work.preview(int(row["image_id"]))
             if not preview.is_file():
-                raise FileNotFoundError(f"the preview {preview} of image {image_id} is missing")
+                raise FileNotFoundError(
+                    f"the preview {preview} of image {row['image_id']} is missing")
+            image_id = int(row["image_id"]) + int(offset)
+            row["image_id"] = image_id
             source = Path(_text(row["source_path"]))
             product = source if source.is_file() else preview
             suffix = "".join(product.suffixes[-2:]) if product.suffix == ".gz" else product.suffix
@@ -193,26 +213,35 @@ def write_images(work: WorkDir, site: DachsSite) -> bool:
     return True
 
 
-def mark_images_imported(work: WorkDir, site: DachsSite) -> None:
-    """Remember that this manifest is in the database (after `dachs imp` succeeded)."""
-    stamp = site.resdir / "data" / "images.sha256"
-    stamp.write_text(file_sha256(work.manifest) + "\n")
+def mark_images_imported(work: WorkDir, site: DachsSite, collection: str,
+                         offset: int = 0) -> None:
+    """Remember that this manifest is in the database as ``collection`` at ``offset``
+    (after `dachs imp` succeeded)."""
+    _stamp(site, collection).write_text(_digest(work, offset) + "\n")
 
 
-def published_models(site: DachsSite) -> dict[str, int]:
-    """Model name -> model_id of every model published so far."""
+def published_models(site: DachsSite) -> dict[tuple[str, str], int]:
+    """(collection, model name) -> model_id of every model published so far."""
+    from .collections import DEFAULT_COLLECTION
+
     folder = site.resdir / "data" / "models"
     result = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         record = json.loads(path.read_text(encoding="utf-8"))
-        result[record["name"]] = int(record["model_id"])
+        key = (record.get("collection") or DEFAULT_COLLECTION, record["name"])
+        result[key] = int(record["model_id"])
     return result
 
 
+def model_file(site: DachsSite, model_id: int) -> Path:
+    """The JSON file DaCHS imports model ``model_id``'s row from."""
+    return site.resdir / "data" / "models" / f"m{int(model_id)}.json"
+
+
 def write_model(site: DachsSite, model: ModelDir, model_id: int, n_images: int, k: int,
-                *, dim: int | None = None, weights_url: str | None = None,
+                *, collection: str, dim: int | None = None, weights_url: str | None = None,
                 weights_sha256: str | None = None, preprocess: dict | None = None) -> Path:
-    """Write ``data/models/<name>.json``, the row DaCHS imports into ``models``.
+    """Write ``data/models/m<model_id>.json``, the row DaCHS imports into ``models``.
 
     ``dim`` is the embedding dimension, ``weights_url``/``weights_sha256`` the
     published ONNX file (:mod:`.model_files`), ``preprocess`` the manifest's
@@ -224,6 +253,7 @@ def write_model(site: DachsSite, model: ModelDir, model_id: int, n_images: int, 
     record = {
         "model_id": model_id,
         "name": model.name,
+        "collection": collection,
         "category": str(config.get("category") or ""),
         "created": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
         "n_images": int(n_images),
@@ -235,7 +265,7 @@ def write_model(site: DachsSite, model: ModelDir, model_id: int, n_images: int, 
         "weights_sha256": weights_sha256,
         "preprocess": None if preprocess is None else json.dumps(preprocess, sort_keys=True),
     }
-    path = site.resdir / "data" / "models" / f"{model.name}.json"
+    path = model_file(site, model_id)
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return path

@@ -35,7 +35,8 @@ def _write_png(path: Path, rng: np.random.Generator, size: int = 16) -> None:
 def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
                         models: tuple[str, ...] = ("sample",), dim: int = 16,
                         seed: int = 0, previews: bool = True,
-                        authority: str = AUTHORITY) -> WorkDir:
+                        authority: str = AUTHORITY, collection: str | None = None
+                        ) -> WorkDir:
     """Write a work directory with ``n`` images and each model's neighbours.
 
     Args:
@@ -48,6 +49,8 @@ def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
         previews: write PNG previews (16x16 noise); a FITS-like source file is
             written for every third image, to exercise access_url.
         authority: IVOA authority of the publisher DIDs.
+        collection: the collection the manifest names (its obs_ids, and so its
+            DIDs, start with that name); None: none (the default collection).
 
     Returns:
         The work directory.
@@ -69,7 +72,7 @@ def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
     sources.mkdir(exist_ok=True)
     rows = []
     for i in range(n):
-        obs_id = f"sample-{i:06d}"
+        obs_id = f"{collection or 'sample'}-{i:06d}"
         source = ""
         if previews:
             _write_png(work.preview(i), rng)
@@ -84,7 +87,8 @@ def make_sample_workdir(root: str | Path, n: int = 60, k: int = 20, *,
             "category": "galaxy" if i % 2 else "nebula", "credit": "vo-similarity test",
             "source_path": source, "label": ["ring", "disc", "blob"][i % 3],
         })
-    write_manifest(work.manifest, rows, {"authority": authority})
+    write_manifest(work.manifest, rows, {"authority": authority, **(
+        {"collection": collection} if collection else {})})
 
     for m, name in enumerate(models):
         model = work.model(name).ensure()

@@ -443,14 +443,19 @@ def parse_request(args: dict) -> dict:
     return req
 
 
-def _resolve(cursor, names: list[str]) -> dict[str, int]:
-    """obs_publisher_did or obs_id -> image_id; bound parameters only."""
+def _resolve(cursor, names: list[str], model: int) -> dict[str, int]:
+    """obs_publisher_did or obs_id -> image_id; bound parameters only.
+
+    A DID names one image on the server; an obs_id one inside a collection,
+    here the model's.
+    """
     if not names:
         return {}
     cursor.execute(
         "SELECT obs_publisher_did, obs_id, image_id FROM similarity.images "
-        "WHERE obs_publisher_did = ANY(%(names)s) OR obs_id = ANY(%(names)s)",
-        {"names": list(set(names))})
+        "WHERE obs_publisher_did = ANY(%(names)s) OR (obs_id = ANY(%(names)s) AND "
+        "collection = (SELECT collection FROM similarity.models WHERE model_id = %(model)s))",
+        {"names": list(set(names)), "model": model})
     found: dict[str, int] = {}
     for did, obs_id, image_id in cursor.fetchall():
         found[did] = found.get(did, image_id)
@@ -483,7 +488,7 @@ def search(cursor, req: dict, vector_root: str) -> dict:
         if len(v) != vf.dim:
             raise SearchError(f"vector {i} has {len(v)} values; model {req['model']} has "
                               f"dimension {vf.dim}")
-    found = _resolve(cursor, req["similar"] + req["not_similar"])
+    found = _resolve(cursor, req["similar"] + req["not_similar"], req["model"])
     rows = {}
     for key in ("similar", "not_similar"):
         ids = [found[name] for name in req[key]]
@@ -491,7 +496,7 @@ def search(cursor, req: dict, vector_root: str) -> dict:
             rows[key] = vf.rows_of(ids)
         except KeyError:
             raise SearchError(f"some images in {key} have no embedding in model "
-                              f"{req['model']} (another category?)") from None
+                              f"{req['model']} (another category or collection?)") from None
     query = build_query(vf.dim, req["vectors"], req["weights"],
                         vf.vectors[np.sort(rows["similar"])],
                         vf.vectors[np.sort(rows["not_similar"])], req["beta"])

@@ -107,8 +107,10 @@ class StagedVectors:
     dim: int
 
 
-def stage_vectors(site: DachsSite, model: ModelDir, model_id: int) -> StagedVectors | None:
-    """Write the model's embeddings as a new vector file (None: it has none)."""
+def stage_vectors(site: DachsSite, model: ModelDir, model_id: int, *, id_offset: int = 0
+                  ) -> StagedVectors | None:
+    """Write the model's embeddings as a new vector file (None: it has none), their
+    ids plus ``id_offset`` (the collection's, :mod:`.collections`)."""
     if not model.embeddings.is_file():
         log.info("model %s has no embeddings.npy: not searchable by vector", model.name)
         return None
@@ -120,7 +122,8 @@ def stage_vectors(site: DachsSite, model: ModelDir, model_id: int) -> StagedVect
     folder = vector_folder(site)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"m{int(model_id)}-{secrets.token_hex(6)}.vectors"
-    n, dim = write_vector_file(folder / name, ids, vectors)
+    n, dim = write_vector_file(folder / name, np.asarray(ids, np.int64) + int(id_offset),
+                               vectors)
     return StagedVectors(int(model_id), name, n, dim)
 
 

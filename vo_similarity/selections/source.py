@@ -130,6 +130,20 @@ class Selections:
             return self
         return self.subset(self.created > np.datetime64(t, "us"))
 
+    def in_collection(self, offset: int) -> Selections:
+        """The rows of the collection whose published ids start at ``offset``, with the
+        work directory's ids (the published ones less ``offset``;
+        :mod:`vo_similarity.publish.collections`)."""
+        from vo_similarity.publish.collections import ID_STRIDE
+
+        if not offset:
+            return self.subset((self.query_id < ID_STRIDE) & (self.chosen_id < ID_STRIDE))
+        inside = ((self.query_id >= offset) & (self.query_id < offset + ID_STRIDE)
+                  & (self.chosen_id >= offset) & (self.chosen_id < offset + ID_STRIDE))
+        kept = self.subset(inside)
+        return Selections(kept.query_id - offset, kept.chosen_id - offset, kept.is_similar,
+                          kept.session_id, kept.created, kept.model_id)
+
     def restrict(self, image_ids) -> Selections:
         """The rows whose query and chosen image are both among ``image_ids``."""
         ids = np.asarray(image_ids, dtype=np.int64)
@@ -335,8 +349,34 @@ def _read_tap(url: str, *, maxrec: int | None = None) -> Table:
     return result.to_table()
 
 
+def _collection_offset(url: str, collection: str) -> int | None:
+    """Where collection ``collection``'s ids start at the TAP service ``url``
+    (None: it has no images there)."""
+    import pyvo
+
+    from vo_similarity.publish.collections import (
+        DEFAULT_COLLECTION,
+        ID_STRIDE,
+        check_collection_name,
+    )
+
+    name = check_collection_name(collection)  # letters, digits, . _ -: a safe literal
+    try:
+        table = pyvo.dal.TAPService(url).run_sync(
+            f"SELECT MIN(image_id) AS lo FROM similarity.images WHERE collection = '{name}'"
+        ).to_table()
+    except pyvo.DALQueryError:
+        if name == DEFAULT_COLLECTION:  # a service published before collections: one, ids as given
+            return 0
+        raise
+    lo = table["lo"][0] if len(table) else None
+    if lo is None or np.ma.is_masked(lo):
+        return None
+    return int(lo) - int(lo) % ID_STRIDE
+
+
 def read_selections(source: str | os.PathLike[str], *,
-                    site: DachsSite | None = None) -> Selections:
+                    site: DachsSite | None = None, collection: str | None = None) -> Selections:
     """Read recorded selections from the service or from an exported file.
 
     Args:
@@ -348,6 +388,9 @@ def read_selections(source: str | os.PathLike[str], *,
         site: the DaCHS installation for ``"service"``; default
             :meth:`DachsSite.from_config` (``$GAVOSETTINGS``, else
             ``/etc/gavo.rc``), as ``vo-similarity publish`` does.
+        collection: with a service, the selections of this collection only,
+            with its work directory's image ids (the service's less the
+            collection's offset); files hold a work directory's ids already.
 
     Raises:
         FileNotFoundError: no such file.
@@ -384,6 +427,14 @@ def read_selections(source: str | os.PathLike[str], *,
         return selections
     selections = Selections.from_table(_read_tap(url), where=f"similarity.selections at {url}")
     log.info("read %d selections from %s", len(selections), url)
+    if collection is not None:
+        offset = _collection_offset(url, collection)
+        if offset is None:
+            log.warning("collection %s has no images at %s: none of its selections", collection,
+                        url)
+            return Selections.empty()
+        selections = selections.in_collection(offset)
+        log.info("%d of them are of collection %s", len(selections), collection)
     return selections
 
 

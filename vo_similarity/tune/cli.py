@@ -91,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
     work = WorkDir(args.workdir)
     selections = None
     if args.selections:
+        from vo_similarity.publish.collections import collection_of
         from vo_similarity.selections import read_selections
 
-        selections = read_selections(args.selections)
+        selections = read_selections(args.selections, collection=collection_of(work))
     study_name = args.study or {"selections": "selections", "category": "category"}.get(
         args.objective, "simclr")
     study = tune(work, config, n_trials=args.trials, study_name=study_name,

@@ -157,10 +157,15 @@ def _model(cursor, model_id: int) -> dict:
     return dict(zip(("model_id", "name", "k", "n_images", "vector_file"), row))
 
 
-def resolve_ids(cursor, names: list[str]) -> dict[str, int]:
+#: the collection of model %(m)s (an obs_id names an image inside a collection)
+_MODEL_COLLECTION = "(SELECT collection FROM similarity.models WHERE model_id = %(m)s)"
+
+
+def resolve_ids(cursor, names: list[str], model_id: int | None = None) -> dict[str, int]:
     """obs_publisher_did or obs_id -> image_id, for every name (404 if one is unknown).
 
-    DIDs are looked up first (they have an index); obs_id only for the rest.
+    DIDs are looked up first (they have an index); obs_id only for the rest,
+    inside the collection of ``model_id`` where given.
     """
     found: dict[str, int] = {}
     if names:
@@ -169,8 +174,10 @@ def resolve_ids(cursor, names: list[str]) -> dict[str, int]:
         found.update(cursor.fetchall())
     rest = [n for n in set(names) if n not in found]
     if rest:
+        scope = "" if model_id is None else f" AND collection = {_MODEL_COLLECTION}"
         cursor.execute("SELECT obs_id, min(image_id) FROM similarity.images "
-                       "WHERE obs_id = ANY(%(n)s) GROUP BY obs_id", {"n": rest})
+                       f"WHERE obs_id = ANY(%(n)s){scope} GROUP BY obs_id",
+                       {"n": rest, "m": model_id})
         found.update(cursor.fetchall())
     unknown = [n for n in names if n not in found]
     if unknown:
@@ -231,10 +238,11 @@ def _image_row(cursor, image_id: int):
 def config(cursor, args: dict, base_url: str) -> dict:
     """The published models and what the page needs to know of the service."""
     cursor.execute("SELECT m.model_id, m.name, m.category, m.n_images, m.k, "
-                   "v.file IS NOT NULL FROM similarity.models AS m "
+                   "v.file IS NOT NULL, m.collection FROM similarity.models AS m "
                    "LEFT JOIN similarity.vector_files AS v ON v.model_id = m.model_id "
                    "ORDER BY m.model_id")
-    models = [dict(zip(("model_id", "name", "category", "n_images", "k", "searchable"), r))
+    models = [dict(zip(("model_id", "name", "category", "n_images", "k", "searchable",
+                        "collection"), r))
               for r in cursor.fetchall()]
     return {"tap_url": f"{base_url}/tap", "models": models,
             "default_model": models[0]["model_id"] if models else None,
@@ -261,35 +269,45 @@ def random_image(cursor, args: dict, base_url: str) -> dict:
     return {"image": _image(_image_row(cursor, row[0]), base_url)}
 
 
+def _in_collection(args: dict) -> tuple[str, int | None]:
+    """The condition that keeps the images of ``model``'s collection (where given)."""
+    if _text(args, "model") is None:
+        return "", None
+    return f" AND i.collection = {_MODEL_COLLECTION}", _integer(args, "model", None, 1, 32767)
+
+
 def lookup_target(cursor, args: dict, base_url: str) -> dict:
     """Images whose target name contains ``target`` (case and blanks ignored),
-    exact matches first."""
+    exact matches first; of ``model``'s collection where given."""
     wanted = re.sub(r"\s+", "", _required(args, "target").lower())
     if not wanted:
         raise WebError("target is empty")
+    scope, model_id = _in_collection(args)
     # strpos, not LIKE: the user's text stays a plain string (no wildcards).
     cursor.execute(
         f"SELECT {_SELECT_IMAGE}, name = %(w)s AS exact FROM similarity.images AS i "
         "CROSS JOIN LATERAL (SELECT regexp_replace(lower(i.target_name), '\\s+', '', 'g') "
-        "AS name) AS t WHERE strpos(name, %(w)s) > 0 "
+        f"AS name) AS t WHERE strpos(name, %(w)s) > 0{scope} "
         "ORDER BY exact DESC, length(name), i.image_id LIMIT %(lim)s",
-        {"w": wanted, "lim": LIMITS["matches"]})
+        {"w": wanted, "lim": LIMITS["matches"], "m": model_id})
     return {"images": [_image(r[:-1], base_url) for r in cursor.fetchall()]}
 
 
 def lookup_position(cursor, args: dict, base_url: str) -> dict:
-    """Images whose centre lies within ``radius`` degrees of (``ra``, ``dec``)."""
+    """Images whose centre lies within ``radius`` degrees of (``ra``, ``dec``); of
+    ``model``'s collection where given."""
     ra = _degrees(args, "ra", None, -360, 360)
     dec = _degrees(args, "dec", None, -90, 90)
     if ra is None or dec is None:
         raise WebError("give both ra and dec (degrees)")
     radius = _degrees(args, "radius", 1.0, 0, 180)
+    scope, model_id = _in_collection(args)
     cursor.execute(
         f"SELECT {_SELECT_IMAGE}, q3c_dist(i.s_ra, i.s_dec, %(ra)s, %(dec)s) AS sep "
         "FROM similarity.images AS i "
-        "WHERE q3c_radial_query(i.s_ra, i.s_dec, %(ra)s, %(dec)s, %(r)s) "
+        f"WHERE q3c_radial_query(i.s_ra, i.s_dec, %(ra)s, %(dec)s, %(r)s){scope} "
         "ORDER BY sep, i.image_id LIMIT %(lim)s",
-        {"ra": ra % 360, "dec": dec, "r": radius, "lim": LIMITS["matches"]})
+        {"ra": ra % 360, "dec": dec, "r": radius, "lim": LIMITS["matches"], "m": model_id})
     return {"images": [dict(_image(r[:-1], base_url), sep=r[-1])
                        for r in cursor.fetchall()]}
 
@@ -353,6 +371,7 @@ def neighbours(cursor, args: dict, base_url: str) -> RawJSON:
         f"(SELECT 0 AS pref, {_SELECT_IMAGE} FROM similarity.images AS i "
         "WHERE i.obs_publisher_did = %(id)s) UNION ALL "
         f"(SELECT 1, {_SELECT_IMAGE} FROM similarity.images AS i WHERE i.obs_id = %(id)s "
+        f"AND i.collection = {_MODEL_COLLECTION} "
         "ORDER BY i.image_id LIMIT 1)) AS found ORDER BY pref LIMIT 1), "
         "s AS (SELECT s.neighbour_ids, s.dists FROM similarity.neighbour_sets AS s "
         "JOIN q ON s.image_id = q.image_id WHERE s.model_id = %(m)s), "
@@ -365,7 +384,7 @@ def neighbours(cursor, args: dict, base_url: str) -> RawJSON:
          "product": f"{base_url}/getproduct/"})
     row = cursor.fetchone()
     if row is None:
-        resolve_ids(cursor, [name])  # raises the 404 that names the id
+        resolve_ids(cursor, [name], model_id)  # raises the 404 that names the id
     head, k, window_total, results = row[:len(IMAGE_COLUMNS)], row[-3], row[-2], row[-1]
     if k is None:
         model = _model(cursor, model_id)  # 404 for an unknown model
@@ -418,7 +437,8 @@ def _chosen(cursor, args: dict) -> tuple[list[str], list[str], dict[str, int]]:
     both = set(similar) & set(not_similar)
     if both:
         raise WebError(f"{min(both)[:80]!r} is marked both similar and not similar")
-    return similar, not_similar, resolve_ids(cursor, similar + not_similar)
+    return similar, not_similar, resolve_ids(cursor, similar + not_similar,
+                                             _integer(args, "model", None, 1, 32767))
 
 
 def refine(cursor, args: dict, base_url: str, kernel, vector_root: str) -> dict:
@@ -445,7 +465,7 @@ def refine(cursor, args: dict, base_url: str, kernel, vector_root: str) -> dict:
     if query_name is not None and query_name not in not_similar:
         # the image the user started from counts as one more similar image
         similar = similar + [query_name]
-        found.update(resolve_ids(cursor, [query_name]))
+        found.update(resolve_ids(cursor, [query_name], model["model_id"]))
     if model["vector_file"] is None:
         raise WebError(f"model {model['model_id']} has no published embeddings, so it "
                        "cannot refine; choose another model")
@@ -510,7 +530,7 @@ def record_selections(cursor, args: dict) -> int:
                        f"{len(similar) + len(not_similar)}")
     if len(set(similar + not_similar)) != len(similar) + len(not_similar):
         raise WebError("an image is named twice; mark each image once")
-    found = resolve_ids(cursor, [query] + similar + not_similar)
+    found = resolve_ids(cursor, [query] + similar + not_similar, model["model_id"])
     query_id = found[query]
     marks = [(found[s], True) for s in similar] + [(found[s], False) for s in not_similar]
     if any(chosen == query_id for chosen, _ in marks):

@@ -27,10 +27,12 @@ export async function onLookup(ev) {
         return;
       }
       let reply;
-      if (kind === "target") reply = await api("lookup", { target: value });
+      // the images of the chosen model's collection: the others have no neighbours there
+      const scope = state.model != null ? { model: state.model } : {};
+      if (kind === "target") reply = await api("lookup", { target: value, ...scope });
       else {
         const [ra, dec, radius] = parsePosition(value);
-        const p = { ra, dec };
+        const p = { ra, dec, ...scope };
         if (radius != null) p.radius = radius;
         reply = await api("lookup", p);
       }

@@ -67,7 +67,8 @@ function fillModels() {
   sel.replaceChildren();
   for (const m of app.config.models) {
     const opt = el("option", null, (m.name || "model " + m.model_id) +
-      (m.category ? " (" + m.category + ")" : "") + (m.n_images != null ? " — " + m.n_images + " images" : ""));
+      (m.category ? " (" + m.category + ")" : "") + (m.collection ? " — " + m.collection : "") +
+      (m.n_images != null ? ", " + m.n_images + " images" : ""));
     opt.value = String(m.model_id);
     sel.append(opt);
   }
