@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from publish_helpers import run_publish
+from scratch_instances import register
 
 from vo_similarity.publish.collections import DEFAULT_COLLECTION, ID_STRIDE
 from vo_similarity.publish.dachs import DachsSite
@@ -57,6 +58,7 @@ def old_code(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def own_site(dachs_scratch) -> DachsSite:
     with ScratchDachs.start() as scratch:
+        register(scratch)
         yield scratch.site()
 
 

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 from publish_helpers import SNAPSHOT, run_publish
+from scratch_instances import register
 
 from vo_similarity.publish.dachs import DachsSite
 from vo_similarity.publish.sample import make_sample_workdir
@@ -28,6 +29,7 @@ def own_site(dachs_scratch) -> DachsSite:
     # dachs_scratch first: the session's instance must not be the one removed
     # as stale, and the suite's checks know about it
     with ScratchDachs.start() as scratch:
+        register(scratch)
         yield scratch.site()
 
 

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from publish_helpers import run_publish
+from scratch_instances import register
 from tiny_work import make_workdir
 
 from vo_similarity.cli import main
@@ -34,6 +35,7 @@ ROWS = ("SELECT image_id, neighbour_ids, dists, outlier::text FROM similarity.ne
 @pytest.fixture(scope="module")
 def own_site(dachs_scratch) -> DachsSite:
     with ScratchDachs.start() as scratch:
+        register(scratch)
         yield scratch.site()
 
 
