@@ -307,10 +307,8 @@ class SimilarityClass(SampMixin, BaseQuery):
         radius_deg = check_radius(radius)
         k = check_n(neighbours, name="neighbours", low=0)
         top = check_n(int(conf.row_limit), name="conf.row_limit", high=10**7)
-        if collection is not None and collection not in self.list_collections():
-            raise InvalidQueryError(
-                f"unknown collection {collection!r}; the server publishes "
-                f"{', '.join(map(repr, self.list_collections())) or 'none'}")
+        if collection is not None:
+            self._catalogue().check_collection(collection)
         if k == 0:
             adql = q.region_query(ra, dec, radius_deg, top,
                                   [collection] if collection else self.list_collections())

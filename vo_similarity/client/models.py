@@ -16,6 +16,10 @@ import numpy as np
 from astropy.table import Table
 from astroquery.exceptions import InvalidQueryError
 
+# a light module: the name of the one collection of a server published before
+# collections (whose models table has no such column)
+from vo_similarity.publish.collections import DEFAULT_COLLECTION
+
 __all__ = ["Model", "ModelCatalogue"]
 
 
@@ -45,7 +49,7 @@ class Model:
 
     model_id: int
     name: str
-    collection: str = "vo-similarity"
+    collection: str = DEFAULT_COLLECTION
     dim: int | None = None
     weights_url: str | None = None
     weights_sha256: str | None = None
@@ -60,7 +64,7 @@ class Model:
             preprocess = {}
         dim = _cell(row, "dim")
         return cls(model_id=int(row["model_id"]), name=str(row["name"]),
-                   collection=str(_cell(row, "collection") or "vo-similarity"),
+                   collection=str(_cell(row, "collection") or DEFAULT_COLLECTION),
                    dim=None if dim is None else int(dim),
                    weights_url=_cell(row, "weights_url") or None,
                    weights_sha256=_cell(row, "weights_sha256") or None,
@@ -86,6 +90,13 @@ class ModelCatalogue:
         """The collections that have a published model, in model_id order."""
         return list(dict.fromkeys(m.collection for m in self.models))
 
+    def check_collection(self, collection) -> None:
+        """Raise InvalidQueryError unless the server publishes ``collection``."""
+        if collection not in self.collections:
+            raise InvalidQueryError(
+                f"unknown collection {collection!r}; the server publishes "
+                f"{', '.join(map(repr, self.collections)) or 'none'}")
+
     def resolve(self, model: str | int | None, default: str | int = "", *,
                 collection: str | None = None) -> Model:
         """The model named by ``model`` (else by ``default``, else the first one),
@@ -100,9 +111,8 @@ class ModelCatalogue:
         if not self.models:
             raise InvalidQueryError("the server publishes no model yet "
                                     "(similarity.models is empty)")
-        if collection is not None and collection not in self.collections:
-            raise InvalidQueryError(f"unknown collection {collection!r}; the server "
-                                    f"publishes {', '.join(map(repr, self.collections))}")
+        if collection is not None:
+            self.check_collection(collection)
         if isinstance(wanted, str) and not wanted.strip():
             return min((m for m in self.models if collection in (None, m.collection)),
                        key=lambda m: m.model_id)

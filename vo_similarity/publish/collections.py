@@ -28,7 +28,7 @@ __all__ = [
     "CollectionPlan",
     "check_collection_name",
     "collection_of",
-    "collection_offset",
+    "offset_of",
     "plan_collection",
     "published_name",
     "work_collection",
@@ -107,23 +107,22 @@ def _has_collection_column(conn) -> bool:
         "AND table_name = 'images' AND column_name = 'collection'").fetchone()[0] > 0
 
 
-def _ranges(conn) -> dict[str, tuple[int, int, int]]:
+def offset_of(image_id: int) -> int:
+    """The offset of the collection that holds the published id ``image_id``."""
+    return int(image_id) - int(image_id) % ID_STRIDE
+
+
+def _ranges(conn, has_column: bool) -> dict[str, tuple[int, int, int]]:
     """collection -> (smallest id, largest id, number of images) on the server."""
     if not _images_table(conn):
         return {}
-    if not _has_collection_column(conn):  # published before collections: one, the default
+    if not has_column:  # published before collections: one, the default
         row = conn.execute("SELECT min(image_id), max(image_id), count(*) "
                            "FROM similarity.images").fetchone()
         return {DEFAULT_COLLECTION: tuple(row)} if row[2] else {}
     return {name: (lo, hi, n) for name, lo, hi, n in conn.execute(
         "SELECT collection, min(image_id), max(image_id), count(*) "
         "FROM similarity.images GROUP BY collection")}
-
-
-def collection_offset(conn, name: str) -> int | None:
-    """The id offset of the published collection ``name`` (None: not published)."""
-    found = _ranges(conn).get(name)
-    return None if found is None else found[0] - found[0] % ID_STRIDE
 
 
 def plan_collection(conn, name: str, dids: list[str], *, replace: bool = False
@@ -146,15 +145,15 @@ def plan_collection(conn, name: str, dids: list[str], *, replace: bool = False
         CollectionConflict: saying what would be lost and how to go on.
     """
     check_collection_name(name)
-    ranges = _ranges(conn)
+    has_column = _has_collection_column(conn)
+    ranges = _ranges(conn, has_column)
     others = {c: r[2] for c, r in ranges.items() if c != name}
     if len(dids) > ID_STRIDE:
         raise CollectionConflict(
             f"{len(dids)} images do not fit a collection's id range ({ID_STRIDE}); "
             "split them into several collections")
     if name in ranges:
-        lo = ranges[name][0]
-        offset = lo - lo % ID_STRIDE
+        offset = offset_of(ranges[name][0])
     else:
         top = max((r[1] for r in ranges.values()), default=-1)
         offset = 0 if not ranges else (top // ID_STRIDE + 1) * ID_STRIDE
@@ -164,7 +163,7 @@ def plan_collection(conn, name: str, dids: list[str], *, replace: bool = False
     plan = CollectionPlan(name, offset, name in ranges, others=others)
     if not ranges:
         return plan
-    column = "collection" if _has_collection_column(conn) else f"'{DEFAULT_COLLECTION}'"
+    column = "collection" if has_column else f"'{DEFAULT_COLLECTION}'"
     rows = conn.execute(
         f"SELECT {column}, count(*), min(i.obs_publisher_did) FROM similarity.images AS i "
         "JOIN unnest(%s::text[]) AS d(did) ON d.did = i.obs_publisher_did "

@@ -149,6 +149,47 @@ def _copy_rows(cur, table, model_id: int, arrays: tuple, rows: np.ndarray, block
         copy.write(COPY_TRAILER)
 
 
+def _lock_model(cur, model_id: int) -> None:
+    """Only one publish per model at a time (released at commit/rollback)."""
+    cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (PUBLISH_LOCK, model_id))
+    if not cur.fetchone()[0]:
+        raise RuntimeError(f"another publish of model_id {model_id} is running")
+
+
+def _point_vector_files(cur, model_ids, staged) -> None:
+    """``similarity.vector_files``: the rows of ``model_ids`` replaced by the
+    ``staged`` vector files (:class:`.vectors.StagedVectors`; None: none)."""
+    cur.execute("DELETE FROM similarity.vector_files WHERE model_id = ANY(%s)",
+                ([int(m) for m in model_ids],))
+    for s in staged:
+        if s is not None:
+            cur.execute("INSERT INTO similarity.vector_files (model_id, file, n_vectors, dim) "
+                        "VALUES (%s, %s, %s, %s)", (s.model_id, s.file, s.n_vectors, s.dim))
+
+
+def _in_one_transaction(conn, work: Callable, lock_timeout_s: float, what: str) -> float:
+    """Run ``work(cursor)`` in one transaction that waits at most ``lock_timeout_s``
+    for a lock and is tried again when it could not get one (readers delay it,
+    never fail it); returns the seconds the successful try took."""
+    import psycopg
+    from psycopg import sql
+
+    for attempt in range(1, 61):
+        try:
+            with conn.transaction():
+                cur = conn.cursor()
+                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                    sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
+                t0 = time.perf_counter()
+                work(cur)
+                took = time.perf_counter() - t0
+            return took
+        except psycopg.errors.LockNotAvailable:
+            log.info("waiting for locks to %s (attempt %d)", what, attempt)
+            time.sleep(0.2)
+    raise RuntimeError(f"could not {what}: readers held locks for minutes")
+
+
 def _partition_name(model_id: int) -> str:
     return f"neighbour_sets_m{int(model_id)}"
 
@@ -200,10 +241,7 @@ def stage_model(
 
     with conn.transaction():
         cur = conn.cursor()
-        # Only one publish per model at a time (released at commit/rollback).
-        cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (PUBLISH_LOCK, model_id))
-        if not cur.fetchone()[0]:
-            raise RuntimeError(f"another publish of model_id {model_id} is running")
+        _lock_model(cur, model_id)
         cur.execute(sql.SQL("DROP TABLE IF EXISTS similarity.{}").format(stage))
         cur.execute(sql.SQL(
             "CREATE TABLE similarity.{} (LIKE similarity.neighbour_sets INCLUDING STORAGE)"
@@ -245,49 +283,31 @@ def swap_in(conn, model_ids: list[int], drop: list[int] = (), *,
     Returns:
         Seconds the swap held its locks.
     """
-    import psycopg
     from psycopg import sql
 
-    for attempt in range(1, 61):
-        try:
-            with conn.transaction():
-                cur = conn.cursor()
-                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
-                    sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
-                t0 = time.perf_counter()
-                for mid in [*model_ids, *drop]:
-                    part = sql.Identifier(_partition_name(mid))
-                    cur.execute("SELECT to_regclass(%s) IS NOT NULL",
-                                (f"similarity.{_partition_name(mid)}",))
-                    if cur.fetchone()[0]:
-                        cur.execute(sql.SQL("ALTER TABLE similarity.neighbour_sets "
-                                            "DETACH PARTITION similarity.{}").format(part))
-                        cur.execute(sql.SQL("DROP TABLE similarity.{}").format(part))
-                if vector_files is not None:
-                    cur.execute("DELETE FROM similarity.vector_files WHERE model_id = ANY(%s)",
-                                ([int(m) for m in [*model_ids, *drop]],))
-                    for staged in vector_files.values():
-                        if staged is not None:
-                            cur.execute(
-                                "INSERT INTO similarity.vector_files (model_id, file, "
-                                "n_vectors, dim) VALUES (%s, %s, %s, %s)",
-                                (staged.model_id, staged.file, staged.n_vectors, staged.dim))
-                for mid in model_ids:
-                    part = sql.Identifier(_partition_name(mid))
-                    cur.execute(sql.SQL("ALTER TABLE similarity.{} RENAME TO {}").format(
-                        sql.Identifier(_stage_name(mid)), part))
-                    cur.execute(sql.SQL("ALTER INDEX similarity.{} RENAME TO {}").format(
-                        sql.Identifier(f"{_stage_name(mid)}_key"),
-                        sql.Identifier(f"{_partition_name(mid)}_key")))
-                    cur.execute(sql.SQL("ALTER TABLE similarity.neighbour_sets ATTACH "
-                                        "PARTITION similarity.{} FOR VALUES IN ({})").format(
-                        part, sql.Literal(int(mid))))
-                held = time.perf_counter() - t0
-            return held
-        except psycopg.errors.LockNotAvailable:
-            log.info("swap waits for readers (attempt %d)", attempt)
-            time.sleep(0.2)
-    raise RuntimeError("could not swap in the neighbours: readers held locks for minutes")
+    def swap(cur) -> None:
+        for mid in [*model_ids, *drop]:
+            part = sql.Identifier(_partition_name(mid))
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL",
+                        (f"similarity.{_partition_name(mid)}",))
+            if cur.fetchone()[0]:
+                cur.execute(sql.SQL("ALTER TABLE similarity.neighbour_sets "
+                                    "DETACH PARTITION similarity.{}").format(part))
+                cur.execute(sql.SQL("DROP TABLE similarity.{}").format(part))
+        if vector_files is not None:
+            _point_vector_files(cur, [*model_ids, *drop], vector_files.values())
+        for mid in model_ids:
+            part = sql.Identifier(_partition_name(mid))
+            cur.execute(sql.SQL("ALTER TABLE similarity.{} RENAME TO {}").format(
+                sql.Identifier(_stage_name(mid)), part))
+            cur.execute(sql.SQL("ALTER INDEX similarity.{} RENAME TO {}").format(
+                sql.Identifier(f"{_stage_name(mid)}_key"),
+                sql.Identifier(f"{_partition_name(mid)}_key")))
+            cur.execute(sql.SQL("ALTER TABLE similarity.neighbour_sets ATTACH "
+                                "PARTITION similarity.{} FOR VALUES IN ({})").format(
+                part, sql.Literal(int(mid))))
+
+    return _in_one_transaction(conn, swap, lock_timeout_s, "swap in the neighbours")
 
 
 def update_partition(conn, model_id: int, image_ids: np.ndarray, neighbour_ids: np.ndarray,
@@ -319,7 +339,6 @@ def update_partition(conn, model_id: int, image_ids: np.ndarray, neighbour_ids: 
     Returns:
         Seconds the transaction took.
     """
-    import psycopg
     from psycopg import sql
 
     model_id = int(model_id)
@@ -331,36 +350,19 @@ def update_partition(conn, model_id: int, image_ids: np.ndarray, neighbour_ids: 
         raise ValueError(f"model {model_id}: some changed rows are not among its images")
     gone = _shifted(np.union1d(rows, removed), id_offset).astype(np.int64).tolist()
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
-    for attempt in range(1, 61):
-        try:
-            with conn.transaction():
-                t0 = time.perf_counter()
-                cur = conn.cursor()
-                cur.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
-                    sql.Literal(f"{int(lock_timeout_s * 1000)}ms")))
-                cur.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (PUBLISH_LOCK, model_id))
-                if not cur.fetchone()[0]:
-                    raise RuntimeError(f"another publish of model_id {model_id} is running")
-                cur.execute(sql.SQL("DELETE FROM similarity.{} WHERE image_id = ANY(%s)")
-                            .format(part), (gone,))
-                _copy_rows(cur, part, model_id, (image_ids, neighbour_ids, dists, outlier),
-                           where, block_rows, id_offset)
-                if pause:
-                    log.warning("pausing %.1f s before the commit (%s is set)", pause, PAUSE_ENV)
-                    time.sleep(pause)
-                cur.execute("DELETE FROM similarity.vector_files WHERE model_id = %s",
-                            (model_id,))
-                if vector_file is not None:
-                    cur.execute("INSERT INTO similarity.vector_files (model_id, file, n_vectors, "
-                                "dim) VALUES (%s, %s, %s, %s)",
-                                (model_id, vector_file.file, vector_file.n_vectors,
-                                 vector_file.dim))
-                took = time.perf_counter() - t0
-            return took
-        except psycopg.errors.LockNotAvailable:
-            log.info("the update of model %d waits for a lock (attempt %d)", model_id, attempt)
-            time.sleep(0.2)
-    raise RuntimeError(f"could not update model {model_id}: locks held for minutes")
+
+    def update(cur) -> None:
+        _lock_model(cur, model_id)
+        cur.execute(sql.SQL("DELETE FROM similarity.{} WHERE image_id = ANY(%s)")
+                    .format(part), (gone,))
+        _copy_rows(cur, part, model_id, (image_ids, neighbour_ids, dists, outlier),
+                   where, block_rows, id_offset)
+        if pause:
+            log.warning("pausing %.1f s before the commit (%s is set)", pause, PAUSE_ENV)
+            time.sleep(pause)
+        _point_vector_files(cur, [model_id], [vector_file])
+
+    return _in_one_transaction(conn, update, lock_timeout_s, f"update model {model_id}")
 
 
 def load_model_partition(conn, model_id: int, image_ids: np.ndarray,

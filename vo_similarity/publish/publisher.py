@@ -249,14 +249,15 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
                                "run this one again when it has finished")
         from ..ingest.manifest import read_manifest
 
-        collection = collection_of(work)
-        dids = [str(d) for d in read_manifest(work.manifest)["obs_publisher_did"]]
-        plan = plan_collection(conn, collection, dids, replace=replace_collection)
+        collection, manifest = collection_of(work), read_manifest(work.manifest)
+        plan = plan_collection(conn, collection,
+                               [str(d) for d in manifest["obs_publisher_did"]],
+                               replace=replace_collection)
         offset = plan.offset
         rd_changed = rd.install_resdir(site)
         apply_sql(conn)
         migrated = migrate(conn, site)
-        images_changed = rd.write_images(work, site, collection, offset)
+        images_changed = rd.write_images(work, site, collection, offset, manifest)
         images_exist, obscore_exists = conn.execute(
             "SELECT to_regclass('similarity.images') IS NOT NULL,"
             " to_regclass('ivoa._obscoresources') IS NOT NULL").fetchone()
@@ -297,8 +298,7 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
                 staged.append(ModelReport(model.name, mid, n, k, n * k,
                                           time.perf_counter() - t0, 0.0))
             # the search service's vectors and the client's ONNX file, before the swap
-            vectors[ids[model.name]] = stage_vectors(site, model, ids[model.name],
-                                                     id_offset=offset)
+            vectors[mid] = stage_vectors(site, model, mid, id_offset=offset)
             weights[model.name] = publish_weights(site, model, (preprocess or {}).get("size"),
                                                   published_name(collection, model.name))
 
@@ -335,7 +335,7 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
             if not m.incremental:
                 m.swap_s, m.load_s = swap_s, m.load_s + swap_total
             report.models.append(m)
-        _forget_models(conn, site, [mid for mid in drop if mid not in ids.values()])
+        _forget_models(conn, site, drop)
         for model, m in zip(chosen, staged, strict=True):
             found, onnx = vectors.get(m.model_id), weights.get(model.name)
             m.dim = found.dim if found else None

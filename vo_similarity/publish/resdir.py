@@ -35,10 +35,15 @@ import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..resources import resource_dir
 from ..workdir import ModelDir, WorkDir, atomic_write, file_sha256
+from .collections import DEFAULT_COLLECTION
 from .dachs import SCHEMA, DachsSite
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 __all__ = [
     "collection_csv",
@@ -55,6 +60,9 @@ log = logging.getLogger(__name__)
 
 _IMAGE_COLUMNS = ["image_id", "collection", "obs_publisher_did", "obs_id", "target_name", "s_ra", "s_dec",
                   "s_fov", "category", "credit", "source_path", "label"]
+#: the columns taken from the manifest as they are (image_id and collection are the
+#: publication's)
+_MANIFEST_COLUMNS = _IMAGE_COLUMNS[2:]
 
 
 def install_resdir(site: DachsSite, source: Path | None = None) -> bool:
@@ -158,12 +166,14 @@ def _digest(work: WorkDir, offset: int) -> str:
     return f"{file_sha256(work.manifest)} {int(offset)}"
 
 
-def write_images(work: WorkDir, site: DachsSite, collection: str, offset: int = 0) -> bool:
+def write_images(work: WorkDir, site: DachsSite, collection: str, offset: int = 0,
+                 table: Table | None = None) -> bool:
     """Write the manifest, image files and previews of one collection below ``data/``.
 
     The image file behind ``access_url`` is the manifest's ``source_path`` where
     that is a local file, else the preview.  Files are named by the published
-    image id, the manifest's plus ``offset`` (:mod:`.collections`).
+    image id, the manifest's plus ``offset`` (:mod:`.collections`).  ``table``
+    is the manifest where the caller has read it already (it is not changed).
 
     Returns:
         True if anything changed since the collection's last publication (so
@@ -178,9 +188,8 @@ def write_images(work: WorkDir, site: DachsSite, collection: str, offset: int = 
             and csv_path.is_file()):
         log.info("manifest of collection %s unchanged since its last publication", collection)
         return False
-    table = read_manifest(work.manifest)
-    table["collection"] = collection
-    missing = [c for c in _IMAGE_COLUMNS if c not in table.colnames]
+    table = read_manifest(work.manifest) if table is None else table
+    missing = [c for c in ("image_id", *_MANIFEST_COLUMNS) if c not in table.colnames]
     if missing:
         raise ValueError(f"{work.manifest} lacks the columns {', '.join(missing)}")
     # Files are replaced one by one (never a folder removed first), so rows still
@@ -196,7 +205,6 @@ def write_images(work: WorkDir, site: DachsSite, collection: str, offset: int = 
                 raise FileNotFoundError(
                     f"the preview {preview} of image {row['image_id']} is missing")
             image_id = int(row["image_id"]) + int(offset)
-            row["image_id"] = image_id
             source = Path(_text(row["source_path"]))
             product = source if source.is_file() else preview
             suffix = "".join(product.suffixes[-2:]) if product.suffix == ".gz" else product.suffix
@@ -206,9 +214,10 @@ def write_images(work: WorkDir, site: DachsSite, collection: str, offset: int = 
             mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
             if suffix.lower() in (".fits", ".fit", ".fts"):
                 mime = "image/fits"
-            writer.writerow([_text(row[c]) for c in _IMAGE_COLUMNS] + [
-                f"{SCHEMA}/data/images/{name}", product.stat().st_size, mime,
-                f"{SCHEMA}/data/previews/{image_id}.png"])
+            writer.writerow([image_id, collection,
+                             *(_text(row[c]) for c in _MANIFEST_COLUMNS),
+                             f"{SCHEMA}/data/images/{name}", product.stat().st_size, mime,
+                             f"{SCHEMA}/data/previews/{image_id}.png"])
     stamp.unlink(missing_ok=True)
     return True
 
@@ -222,8 +231,6 @@ def mark_images_imported(work: WorkDir, site: DachsSite, collection: str,
 
 def published_models(site: DachsSite) -> dict[tuple[str, str], int]:
     """(collection, model name) -> model_id of every model published so far."""
-    from .collections import DEFAULT_COLLECTION
-
     folder = site.resdir / "data" / "models"
     result = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

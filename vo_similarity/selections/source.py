@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -136,13 +136,10 @@ class Selections:
         :mod:`vo_similarity.publish.collections`)."""
         from vo_similarity.publish.collections import ID_STRIDE
 
-        if not offset:
-            return self.subset((self.query_id < ID_STRIDE) & (self.chosen_id < ID_STRIDE))
         inside = ((self.query_id >= offset) & (self.query_id < offset + ID_STRIDE)
                   & (self.chosen_id >= offset) & (self.chosen_id < offset + ID_STRIDE))
         kept = self.subset(inside)
-        return Selections(kept.query_id - offset, kept.chosen_id - offset, kept.is_similar,
-                          kept.session_id, kept.created, kept.model_id)
+        return replace(kept, query_id=kept.query_id - offset, chosen_id=kept.chosen_id - offset)
 
     def restrict(self, image_ids) -> Selections:
         """The rows whose query and chosen image are both among ``image_ids``."""
@@ -356,8 +353,8 @@ def _collection_offset(url: str, collection: str) -> int | None:
 
     from vo_similarity.publish.collections import (
         DEFAULT_COLLECTION,
-        ID_STRIDE,
         check_collection_name,
+        offset_of,
     )
 
     name = check_collection_name(collection)  # letters, digits, . _ -: a safe literal
@@ -372,7 +369,7 @@ def _collection_offset(url: str, collection: str) -> int | None:
     lo = table["lo"][0] if len(table) else None
     if lo is None or np.ma.is_masked(lo):
         return None
-    return int(lo) - int(lo) % ID_STRIDE
+    return offset_of(lo)
 
 
 def read_selections(source: str | os.PathLike[str], *,
