@@ -17,3 +17,36 @@ def test_atomic_write_replaces_only_when_the_body_succeeds(tmp_path):
         raise RuntimeError("disk full")
     assert target.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt"]  # no temporary left
+
+
+def test_embedded_images_are_unchanged_only_while_ingest_appends(tmp_path):
+    import numpy as np
+
+    from vo_similarity.workdir import (
+        PIXELS_DIGEST,
+        WorkDir,
+        embedded_images_unchanged,
+        embedding_source,
+    )
+
+    work = WorkDir(tmp_path / "work").ensure()
+    pixels = np.random.default_rng(0).random((6, 1, 4, 4)).astype(np.float16)
+    np.save(work.pixels, pixels)
+    source = embedding_source(work)
+    assert source["images"] == 6 and embedded_images_unchanged(work, source)
+
+    np.save(work.pixels, np.concatenate([pixels, pixels[:2]]))  # appended: still true
+    assert embedded_images_unchanged(work, source)
+    changed = np.concatenate([pixels, pixels[:2]])
+    changed[3, 0, 1, 1] += 1  # one pixel of an embedded image
+    np.save(work.pixels, changed)
+    assert not embedded_images_unchanged(work, source)
+    np.save(work.pixels, np.delete(pixels, 2, axis=0))  # one removed, the later renumbered
+    assert not embedded_images_unchanged(work, source)
+
+    # a record of an earlier version holds the store's digest only
+    old = {PIXELS_DIGEST: source[PIXELS_DIGEST]}
+    np.save(work.pixels, pixels)
+    assert embedded_images_unchanged(work, old)
+    np.save(work.pixels, np.concatenate([pixels, pixels[:2]]))
+    assert not embedded_images_unchanged(work, old)

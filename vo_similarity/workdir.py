@@ -23,7 +23,8 @@ Layout::
         loss.png, train.log    loss curve and run log
         embeddings.npy         float32 [N, D] unit vectors
         embedding_ids.npy      int32 [N] image_id of each embedding row
-        embedding_source.json  {"pixels_sha256": ...} of the pixel store that was embedded
+        embedding_source.json  the pixel store that was embedded: {"pixels_sha256": ...,
+                               "images": N, "pixel_rows_sha256": ... of its N images}
         neighbours_ids.npy     int32 [N, k] image_id of neighbours, rank order, self excluded
         neighbours_dist.npy    float32 [N, k] L2 distance of unit vectors
         outlier.npy            float32 [N] per-image outlier score
@@ -50,7 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["MANIFEST_COLUMNS", "PIXELS_DIGEST", "ModelDir", "WorkDir", "atomic_path",
-           "atomic_write", "file_sha256"]
+           "atomic_write", "embedded_images_unchanged", "embedding_source", "file_sha256",
+           "pixel_rows_sha256"]
 
 #: Manifest meta key holding the SHA-256 of ``pixels.npy``.
 PIXELS_DIGEST = "pixels_sha256"
@@ -92,6 +94,65 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for piece in iter(lambda: f.read(2**20), b""):
             digest.update(piece)
     return digest.hexdigest()
+
+
+#: Keys of ``embedding_source.json`` besides :data:`PIXELS_DIGEST`: how many
+#: images the embedded pixel store held, and the SHA-256 of their pixel bytes.
+EMBEDDED_IMAGES, EMBEDDED_ROWS_DIGEST = "images", "pixel_rows_sha256"
+
+
+def pixel_rows_sha256(pixels: str | os.PathLike[str], n: int) -> str | None:
+    """Hex SHA-256 of the bytes of the first ``n`` images of a pixel store
+    (``pixels.npy``, any header), or None when it holds fewer."""
+    import numpy as np
+
+    with open(pixels, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+        if shape[0] < n:
+            return None
+        remaining = n * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        digest = hashlib.sha256()
+        while remaining:
+            piece = f.read(min(remaining, 2**20))
+            if not piece:
+                return None
+            digest.update(piece)
+            remaining -= len(piece)
+    return digest.hexdigest()
+
+
+def embedding_source(work: WorkDir) -> dict:
+    """What ``embedding_source.json`` records of the pixel store being embedded."""
+    import numpy as np
+
+    n = int(np.load(work.pixels, mmap_mode="r").shape[0])
+    return {PIXELS_DIGEST: file_sha256(work.pixels), EMBEDDED_IMAGES: n,
+            EMBEDDED_ROWS_DIGEST: pixel_rows_sha256(work.pixels, n)}
+
+
+def embedded_images_unchanged(work: WorkDir, source: dict, current: dict | None = None
+                              ) -> bool:
+    """Whether the images that were embedded (``source``, from
+    :func:`embedding_source`) are still the first images of the pixel store,
+    with the same ids and pixels: true when ingest only appended since.
+
+    A record without the rows' digest (written by an earlier version) can only
+    say so when the whole pixel store is unchanged.
+
+    Args:
+        work: the work directory.
+        source: the record of what was embedded.
+        current: :func:`embedding_source` of the store now, where already
+            computed (saves reading the store once more).
+    """
+    digest = (current or {}).get(PIXELS_DIGEST) or file_sha256(work.pixels)
+    if source.get(PIXELS_DIGEST) == digest:
+        return True
+    n, digest = source.get(EMBEDDED_IMAGES), source.get(EMBEDDED_ROWS_DIGEST)
+    return n is not None and digest is not None and pixel_rows_sha256(work.pixels, n) == digest
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import torch
 from vo_similarity.embed.embed import embed_workdir
 from vo_similarity.learn.model import build_model, embed_tensor
 from vo_similarity.learn.train import train
-from vo_similarity.workdir import PIXELS_DIGEST, file_sha256
+from vo_similarity.workdir import PIXELS_DIGEST, file_sha256, pixel_rows_sha256
 
 
 def test_embeddings_are_unit_vectors_with_ids(tiny_workdir, tiny_config):
@@ -21,7 +21,8 @@ def test_embeddings_are_unit_vectors_with_ids(tiny_workdir, tiny_config):
     assert np.array_equal(np.load(md.embeddings), vectors)
     assert np.array_equal(np.load(md.embedding_ids), ids)
     source = json.loads(md.embedding_source.read_text())
-    assert source == {PIXELS_DIGEST: file_sha256(tiny_workdir.pixels)}
+    assert source == {PIXELS_DIGEST: file_sha256(tiny_workdir.pixels), "images": 48,
+                      "pixel_rows_sha256": pixel_rows_sha256(tiny_workdir.pixels, 48)}
     # a batch size that splits the images differently gives the same vectors
     again, _ = embed_workdir(tiny_workdir, "tiny", batch_size=5, progress=False)
     assert np.allclose(again, vectors, atol=1e-5)

@@ -59,3 +59,51 @@ def test_update_without_neighbours_says_what_to_run(tiny_workdir, tiny_config, c
     embed_workdir(tiny_workdir, "tiny", batch_size=8, progress=False)
     assert main(["update", str(tiny_workdir.root), "--model", "tiny", "--no-progress"]) == 1
     assert "run 'vo-similarity neighbours'" in capsys.readouterr().err
+
+
+def _remove_and_append(work, removed: int, added: int) -> None:
+    """What ingest writes when the source of image ``removed`` is gone and ``added``
+    new images came: the later images move up one id."""
+    from astropy.table import Table, vstack
+
+    from tests.tiny_work import CLASSES, draw
+
+    pixels = np.load(work.pixels)
+    table = Table.read(work.manifest, format="ascii.ecsv")
+    keep = np.arange(len(table)) != removed
+    rng = np.random.default_rng(7)
+    fresh = np.stack([draw(CLASSES[i % 3], rng, pixels.shape[-1])[None]
+                      for i in range(added)]).astype(pixels.dtype)
+    extra = table[:added].copy()
+    extra["obs_id"] = [f"new{i}" for i in range(added)]
+    extra["obs_publisher_did"] = [f"ivo://test/~?new{i}" for i in range(added)]
+    table = vstack([table[keep], extra])
+    table["image_id"] = np.arange(len(table), dtype=np.int32)
+    np.save(work.pixels, np.concatenate([pixels[keep], fresh]))
+    table.write(work.manifest, format="ascii.ecsv", overwrite=True)
+
+
+def test_update_after_images_were_renumbered_embeds_them_all_again(tiny_workdir, tiny_config,
+                                                                   capsys):
+    from vo_similarity.embed.embed import embed_images, load_trained
+    from vo_similarity.learn.data import load_images
+
+    model = tiny_workdir.model("tiny")
+    train(tiny_workdir, tiny_config, model, progress=False)
+    embed_workdir(tiny_workdir, "tiny", batch_size=8, progress=False)
+    compute_model_neighbours(model, 12, progress=False)
+    _remove_and_append(tiny_workdir, removed=5, added=4)
+
+    assert main(["update", str(tiny_workdir.root), "--model", "tiny", "--no-progress"]) == 0
+    assert "all embedded again" in capsys.readouterr().out
+    ids, x = np.load(model.embedding_ids), np.load(model.embeddings)
+    cfg, net = load_trained(model, "cpu")
+    data = load_images(tiny_workdir, category=cfg.category)
+    want_x = embed_images(net, data.pixels, cfg, batch_size=8, progress=False)
+    np.testing.assert_array_equal(ids, data.image_ids)
+    # each id's embedding is that of the image it names now (not the one it named before)
+    np.testing.assert_allclose(x, want_x, atol=1e-5)
+    nb, dist = np.load(model.neighbour_ids), np.load(model.neighbour_dist)
+    want_ids, want_dist = find_neighbours(x, ids, 12, backend="torch", device="cpu")
+    np.testing.assert_array_equal(nb, want_ids)
+    assert_fp32_distances_close(dist, want_dist, x.shape[1])

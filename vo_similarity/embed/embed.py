@@ -12,7 +12,7 @@ import torch
 from vo_similarity.learn.config import TrainConfig
 from vo_similarity.learn.data import PixelStore, load_images
 from vo_similarity.learn.model import SimCLR, embed_tensor, load_model
-from vo_similarity.workdir import PIXELS_DIGEST, ModelDir, WorkDir, atomic_write, file_sha256
+from vo_similarity.workdir import ModelDir, WorkDir, atomic_write, embedding_source
 
 __all__ = ["embed_images", "embed_workdir", "load_trained"]
 
@@ -55,14 +55,15 @@ def embed_workdir(
 
     Returns:
         ``(embeddings [N, D] float32, image_ids [N] int32)``, also saved as
-        ``ModelDir.embeddings`` and ``ModelDir.embedding_ids``, with the
-        SHA-256 of the pixel store they come from in ``ModelDir.embedding_source``
-        (publishing checks it against the manifest). The three files are
+        ``ModelDir.embeddings`` and ``ModelDir.embedding_ids``, with what they
+        come from in ``ModelDir.embedding_source`` (the pixel store's SHA-256,
+        which publishing checks against the manifest, and its images' count and
+        digest, which ``update`` checks). The three files are
         replaced together, only when all are written.
     """
     model_dir = model_name if isinstance(model_name, ModelDir) else workdir.model(model_name)
     cfg, model = load_trained(model_dir, device)
-    source = {PIXELS_DIGEST: file_sha256(workdir.pixels)}
+    source = embedding_source(workdir)
     data = load_images(workdir, category="" if all_categories else cfg.category)
     vectors = embed_images(model, data.pixels, cfg, batch_size=batch_size, progress=progress)
     with contextlib.ExitStack() as files:

@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         from vo_similarity.ingest import synthetic
 
         n = min(args.synthetic, limit - len(inputs))
-        inputs += synthetic.write_sky(work.synthetic, n, seed=args.seed)
+        inputs += synthetic.write_sky(work.synthetic, n, seed=args.seed, progress=args.progress)
     failed: list[tuple[str, str]] = []
     if args.tap:
         import pyvo

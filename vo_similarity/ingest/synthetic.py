@@ -238,6 +238,7 @@ def write_sky(
     size: int = 128,
     cube_fraction: float = 0.2,
     n_channels: int = 16,
+    progress: bool = True,
 ) -> list[ImageInput]:
     """Write ``n`` synthetic observations as FITS files and describe them.
 
@@ -257,6 +258,7 @@ def write_sky(
         size: image width and height [px].
         cube_fraction: fraction of images written as cubes, in [0, 1].
         n_channels: channels per cube (≥ 4).
+        progress: show a progress bar (for 200 images or more).
 
     Returns:
         One :class:`ImageInput` per file, in index order, with the label,
@@ -275,7 +277,7 @@ def write_sky(
         _write_one(
             out_dir / f"synthetic_{seed}_{i:06d}.fits", seed, i, size, cube_fraction, n_channels
         )
-        for i in tqdm(range(n), desc="synthetic sky", unit="file", disable=n < 200)
+        for i in tqdm(range(n), desc="synthetic sky", unit="file", disable=not progress or n < 200)
     ]
     log.info("wrote %d synthetic images to %s", n, out_dir)
     return inputs

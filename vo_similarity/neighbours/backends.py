@@ -109,7 +109,7 @@ def torch_backend(x: np.ndarray, k: int, *, block_size: int, column_block_size: 
     for q0, q1, sims, pos in knn_blocks(xt, k, block_size=block_size,
                                         column_block_size=column_block_size,
                                         precision=precision):
-        yield q0, q1, similarity_to_distance(sims).cpu().numpy(), pos.cpu().numpy()
+        yield q0, q1, similarity_to_distance(sims, out=sims).cpu().numpy(), pos.cpu().numpy()
 
 
 def _drop_self_and_order(dist: np.ndarray, pos: np.ndarray, q0: int, k: int

@@ -44,9 +44,18 @@ def block_ranges(n: int, block_size: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + block_size)
 
 
-def similarity_to_distance(similarity: torch.Tensor) -> torch.Tensor:
-    """L2 distance of unit vectors from their inner product: √max(0, 2 − 2s)."""
-    return torch.sqrt(torch.clamp(2.0 - 2.0 * similarity, min=0.0))
+def similarity_to_distance(similarity: torch.Tensor, *, out: torch.Tensor | None = None
+                           ) -> torch.Tensor:
+    """L2 distance of unit vectors from their inner product: √max(0, 2 − 2s).
+
+    ``out`` (e.g. ``similarity`` itself, overwritten) receives the result
+    without temporaries; the bits are the same either way (2 + (−2s) = 2 − 2s
+    exactly).
+    """
+    if out is None:
+        return torch.sqrt(torch.clamp(2.0 - 2.0 * similarity, min=0.0))
+    torch.mul(similarity, -2.0, out=out)
+    return out.add_(2.0).clamp_(min=0.0).sqrt_()
 
 
 def _exclude_self(block: torch.Tensor, q0: int, c0: int) -> None:

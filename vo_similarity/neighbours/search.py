@@ -16,6 +16,7 @@ import logging
 import numpy as np
 
 from vo_similarity.neighbours.backends import RUNNERS, resolve_backend
+from vo_similarity.neighbours.memory import empty_array
 
 __all__ = ["PRECISIONS", "check_embeddings", "find_neighbours", "neighbour_count"]
 
@@ -135,11 +136,15 @@ def find_neighbours(embeddings: np.ndarray, ids: np.ndarray, k: int = 1000, *,
         runner = RUNNERS[name]
     blocks = runner(xs, kk, block_size=block_size, column_block_size=column_block_size,
                     device=device, precision=precision)
+    sorted_ids32 = sorted_ids.astype(np.int32)  # check_embeddings: ids < 2**31
+    gathered = empty_array((0, kk), np.int32)  # one buffer for every block's ids
     from tqdm.auto import tqdm
     with tqdm(total=n, unit="img", desc="neighbours", disable=not progress) as bar:
         for q0, q1, dist, pos in blocks:
+            if len(gathered) < q1 - q0:
+                gathered = empty_array((q1 - q0, kk), np.int32)
             rows = slice(q0, q1) if identity else order[q0:q1]
-            out_ids[rows] = sorted_ids[pos]
+            out_ids[rows] = np.take(sorted_ids32, pos, out=gathered[:q1 - q0])
             out_dist[rows] = dist
             bar.update(q1 - q0)
     return out_ids, out_dist
@@ -148,7 +153,7 @@ def find_neighbours(embeddings: np.ndarray, ids: np.ndarray, k: int = 1000, *,
 def _output(array: np.ndarray | None, shape: tuple[int, int], dtype: type, name: str
             ) -> np.ndarray:
     if array is None:
-        return np.empty(shape, dtype=dtype)
+        return empty_array(shape, dtype)
     if array.shape != shape or array.dtype != dtype:
         raise ValueError(f"{name} must be {np.dtype(dtype).name} of shape {shape}, "
                          f"got {array.dtype} {array.shape}")

@@ -143,9 +143,13 @@ def update_model_neighbours(work, model: ModelDir, k: int | None = None, *,
     """Bring a model's embeddings and neighbours up to date with the work directory.
 
     Images the manifest gained since the model was embedded are embedded with
-    the model (the others keep their embeddings: ingest only appends, so their
-    pixels are those that were embedded); images it lost are dropped; the
-    neighbour lists are updated by :func:`.update.update_neighbours`. The
+    the model, and the others keep their embeddings, when the images that were
+    embedded are still the first ones of the pixel store, with the same pixels
+    (:func:`~vo_similarity.workdir.embedded_images_unchanged`: ingest only
+    appended); the neighbour lists are then updated by
+    :func:`.update.update_neighbours`. Otherwise (an image was removed from the
+    sources, so ingest numbered the later ones anew, or its file changed) every
+    image is embedded again and the lists are computed in full. The
     embeddings, their ids and source, the neighbours and the outlier scores
     are replaced together, only when all are written.
 
@@ -162,8 +166,9 @@ def update_model_neighbours(work, model: ModelDir, k: int | None = None, *,
 
     from vo_similarity.embed.embed import embed_images, load_trained
     from vo_similarity.learn.data import load_images
+    from vo_similarity.neighbours.memory import empty_array
     from vo_similarity.neighbours.update import update_neighbours
-    from vo_similarity.workdir import PIXELS_DIGEST, file_sha256
+    from vo_similarity.workdir import embedded_images_unchanged, embedding_source
 
     old_x, old_ids = load_embeddings(model)
     base, earlier = neighbour_state(model), read_neighbour_changes(model)
@@ -180,8 +185,19 @@ def update_model_neighbours(work, model: ModelDir, k: int | None = None, *,
     cfg, net = load_trained(model, device)
     data = load_images(work, category=cfg.category)
     ids = np.asarray(data.image_ids, dtype=np.int64)
+    source = embedding_source(work)
+    recorded = (json.loads(model.embedding_source.read_text())
+                if model.embedding_source.is_file() else {})
+    rebuilt = not embedded_images_unchanged(work, recorded, source)
+    stored_ids = old_ids
+    if rebuilt:
+        LOG.warning("the images are no longer those model %s embedded (one was removed or "
+                    "changed, so ingest numbered them anew): embedding all %d and computing "
+                    "their neighbours in full", model.name, len(ids))
+        old_x, old_ids = old_x[:0], old_ids[:0]
+        old_nb, old_dist = old_nb[:0], old_dist[:0]
     new = ~np.isin(ids, old_ids)
-    x = np.empty((len(ids), old_x.shape[1]), dtype=np.float32)
+    x = empty_array((len(ids), old_x.shape[1]), np.float32)
     stay = np.flatnonzero(~new)
     x[stay] = old_x[_rows_of(old_ids, ids[stay])]
     if new.any():
@@ -190,21 +206,21 @@ def update_model_neighbours(work, model: ModelDir, k: int | None = None, *,
                               progress=progress)
     result = update_neighbours(x, ids, old_ids, old_nb, old_dist, k, block_size=block_size,
                                column_block_size=column_block_size, progress=progress)
+    result.rebuilt = rebuilt
     targets = (model.embeddings, model.embedding_ids, model.embedding_source,
                model.neighbour_ids, model.neighbour_dist, model.outlier)
     with contextlib.ExitStack() as files:
         temps = [files.enter_context(atomic_write(p)) for p in targets]
         np.save(temps[0], x)
         np.save(temps[1], ids.astype(np.int32))
-        temps[2].write_text(json.dumps({PIXELS_DIGEST: file_sha256(work.pixels)}, indent=1)
-                            + "\n")
+        temps[2].write_text(json.dumps(source, indent=1) + "\n")
         np.save(temps[3], result.neighbour_ids)
         np.save(temps[4], result.distances)
         np.save(temps[5], outlier_scores(result.distances, outlier_neighbours))
         # a record that no longer describes the files must not survive them
         model.neighbour_changes.unlink(missing_ok=True)
     _record_changes(model, base, earlier, ids, ids[result.changed],
-                    np.setdiff1d(old_ids, ids))
+                    np.setdiff1d(stored_ids, ids))
     return result
 
 

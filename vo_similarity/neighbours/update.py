@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from vo_similarity.neighbours.blocks import block_ranges, knn_query_rows, similarity_to_distance
+from vo_similarity.neighbours.memory import empty_array
 from vo_similarity.neighbours.search import check_embeddings, find_neighbours, neighbour_count
 
 __all__ = ["NeighbourUpdate", "update_neighbours"]
@@ -50,6 +51,8 @@ class NeighbourUpdate:
     removed: int
     recomputed: int  # rows computed in full: the new ones and those that held a removed image
     changed: np.ndarray  # bool [N']: the row differs from its stored list (new rows: True)
+    #: the stored embeddings did not describe the current images: all were embedded again
+    rebuilt: bool = False
 
 
 def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarray,
@@ -114,8 +117,8 @@ def update_neighbours(embeddings: np.ndarray, ids: np.ndarray, old_ids: np.ndarr
     LOG.info("update: %d images (%d new, %d removed); %d rows computed in full, %d merged",
              n, len(new_pos), len(removed_ids), len(full_pos), len(merge_pos))
 
-    out_pos = np.empty((n, kk), dtype=np.int64)
-    out_dist = np.empty((n, kk), dtype=np.float32)
+    out_pos = empty_array((n, kk), np.int64)
+    out_dist = empty_array((n, kk), np.float32)
     changed = np.ones(n, dtype=bool)  # new and recomputed rows count as changed
     with tqdm(total=len(full_pos) + len(merge_pos), unit="img", desc="update",
               disable=not progress) as bar:

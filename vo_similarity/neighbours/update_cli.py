@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         device="cpu" if args.device == "auto" else args.device, progress=args.progress,
         block_size=args.block_size)
     n = len(result.neighbour_ids)
+    if result.rebuilt:
+        print(f"{n} images, all embedded again: they are no longer those the model "
+              "embedded (an image was removed or changed, so ingest numbered them anew)")
     print(f"{n} images ({result.added} new, {result.removed} removed), "
           f"{result.neighbour_ids.shape[1]} neighbours each; {int(result.changed.sum())} lists "
           f"changed, {result.recomputed} computed in full; {time.perf_counter() - start:.1f} s")

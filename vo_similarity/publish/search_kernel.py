@@ -102,7 +102,9 @@ def encode(vectors: np.ndarray, scales: np.ndarray) -> Coded:
 
 def _map(path: str, record) -> np.ndarray:
     shape, dtype, offset = record
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    # A plain ndarray over the map: slicing an np.memmap runs Python code
+    # (__getitem__, __array_finalize__) for each of the ~1000 pieces of a search.
+    return np.asarray(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape))
 
 
 def read_vector_file(path: str) -> tuple[np.ndarray, np.ndarray]:
