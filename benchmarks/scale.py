@@ -11,8 +11,8 @@ memory (``ru_maxrss`` from ``os.wait4``) are its own:
 2. the shipped checkpoint installed as model ``builtin``
    (:func:`vo_similarity.learn.pretrained.install_shipped`), then
    ``embed WORK -m builtin``;
-3. ``neighbours WORK -m builtin --k K`` (its own compute time, as it prints
-   it, beside the process's wall time);
+3. ``neighbours WORK -m builtin --k K`` (the time it prints, from loading the
+   embeddings to writing the lists, beside the process's wall time);
 4. ``publish WORK -m builtin`` into the scratch DaCHS.
 
 Each N is its own collection (``scale-N``, seed N: distinct DIDs), so all of
@@ -131,6 +131,8 @@ def measure_queries(site: DachsSite, collection: str, queries: int, bench) -> tu
 def run_size(n: int, args: argparse.Namespace, root: Path, site: DachsSite, env: dict,
              bench) -> SizeRun:
     work = root / f"n{n}"
+    if work.exists():  # ingest would only add to it, and time that
+        raise SystemExit(f"{work} exists: remove it or choose another --root")
     collection = f"scale-{n}"
     result = SizeRun(n)
     print(f"\n## N = {n:,} ({work})", flush=True)

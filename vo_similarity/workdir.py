@@ -101,43 +101,52 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 EMBEDDED_IMAGES, EMBEDDED_ROWS_DIGEST = "images", "pixel_rows_sha256"
 
 
-def pixel_rows_sha256(pixels: str | os.PathLike[str], n: int) -> str | None:
-    """Hex SHA-256 of the bytes of the first ``n`` images of a pixel store
-    (``pixels.npy``, any header), or None when it holds fewer."""
+def _store_digests(pixels: str | os.PathLike[str], n: int | None
+                   ) -> tuple[str, int, str | None]:
+    """One read of a pixel store (``pixels.npy``): the SHA-256 of the file, its
+    number of images, and the SHA-256 of the bytes of its first ``n`` images
+    (all of them for None; None when it holds fewer, or is not in C order)."""
     import numpy as np
 
+    whole, rows = hashlib.sha256(), hashlib.sha256()
     with open(pixels, "rb") as f:
         version = np.lib.format.read_magic(f)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
-        shape, _, dtype = read_header(f)
-        if shape[0] < n:
-            return None
-        remaining = n * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        digest = hashlib.sha256()
-        while remaining:
-            piece = f.read(min(remaining, 2**20))
-            if not piece:
-                return None
-            digest.update(piece)
-            remaining -= len(piece)
-    return digest.hexdigest()
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+        f.seek(0)
+        whole.update(f.read(offset))
+        count = int(shape[0])
+        n = count if n is None else n
+        wanted = n * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        ok = count >= n and not fortran
+        for piece in iter(lambda: f.read(2**20), b""):
+            whole.update(piece)
+            if ok and wanted > 0:
+                rows.update(piece[:wanted])
+                wanted -= min(wanted, len(piece))
+    return whole.hexdigest(), count, rows.hexdigest() if ok and wanted == 0 else None
+
+
+def pixel_rows_sha256(pixels: str | os.PathLike[str], n: int) -> str | None:
+    """Hex SHA-256 of the bytes of the first ``n`` images of a pixel store
+    (``pixels.npy``, any header), or None when it holds fewer."""
+    return _store_digests(pixels, n)[2]
 
 
 def embedding_source(work: WorkDir) -> dict:
     """What ``embedding_source.json`` records of the pixel store being embedded."""
-    import numpy as np
-
-    n = int(np.load(work.pixels, mmap_mode="r").shape[0])
-    return {PIXELS_DIGEST: file_sha256(work.pixels), EMBEDDED_IMAGES: n,
-            EMBEDDED_ROWS_DIGEST: pixel_rows_sha256(work.pixels, n)}
+    whole, count, rows = _store_digests(work.pixels, None)
+    return {PIXELS_DIGEST: whole, EMBEDDED_IMAGES: count, EMBEDDED_ROWS_DIGEST: rows}
 
 
 def embedded_images_unchanged(work: WorkDir, source: dict, current: dict | None = None
                               ) -> bool:
     """Whether the images that were embedded (``source``, from
     :func:`embedding_source`) are still the first images of the pixel store,
-    with the same ids and pixels: true when ingest only appended since.
+    with the same pixels (so the same ids, which are rows of the store): true
+    when ingest only appended since.
 
     A record without the rows' digest (written by an earlier version) can only
     say so when the whole pixel store is unchanged.

@@ -137,8 +137,8 @@ def topk_rows(block: torch.Tensor, k: int, *, column_offset: int = 0
     if n >= 2**31:
         raise ValueError(f"a block row of {n} columns does not fit the 31-bit column keys")
     # torch's allocator, not numpy's: see vo_similarity.neighbours.memory
-    values_t = torch.empty((b, k), dtype=torch.float32)
-    positions_t = torch.empty((b, k), dtype=torch.int64)
+    values_t = torch.empty((b, k), dtype=torch.float32, device="cpu")
+    positions_t = torch.empty((b, k), dtype=torch.int64, device="cpu")
     values, positions = values_t.numpy(), positions_t.numpy()
     if k and b:
         data = block.detach().contiguous().numpy()

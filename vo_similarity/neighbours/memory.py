@@ -21,8 +21,12 @@ __all__ = ["empty_array"]
 
 
 def empty_array(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialised C-contiguous numpy array from torch's allocator."""
-    return torch.empty(shape, dtype=_TORCH[np.dtype(dtype)]).numpy()
+    """An uninitialised C-contiguous numpy array from torch's CPU allocator
+    (numpy's own for a dtype torch does not have)."""
+    torch_dtype = _TORCH.get(np.dtype(dtype))
+    if torch_dtype is None:
+        return np.empty(shape, dtype=dtype)
+    return torch.empty(shape, dtype=torch_dtype, device="cpu").numpy()
 
 
 _TORCH = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,

@@ -144,7 +144,9 @@ def find_neighbours(embeddings: np.ndarray, ids: np.ndarray, k: int = 1000, *,
             if len(gathered) < q1 - q0:
                 gathered = empty_array((q1 - q0, kk), np.int32)
             rows = slice(q0, q1) if identity else order[q0:q1]
-            out_ids[rows] = np.take(sorted_ids32, pos, out=gathered[:q1 - q0])
+            # mode="clip": positions are valid, and "raise" would gather into a
+            # temporary of numpy's first
+            out_ids[rows] = np.take(sorted_ids32, pos, out=gathered[:q1 - q0], mode="clip")
             out_dist[rows] = dist
             bar.update(q1 - q0)
     return out_ids, out_dist

@@ -191,11 +191,16 @@ def update_model_neighbours(work, model: ModelDir, k: int | None = None, *,
     rebuilt = not embedded_images_unchanged(work, recorded, source)
     stored_ids = old_ids
     if rebuilt:
-        LOG.warning("the images are no longer those model %s embedded (one was removed or "
-                    "changed, so ingest numbered them anew): embedding all %d and computing "
-                    "their neighbours in full", model.name, len(ids))
-        old_x, old_ids = old_x[:0], old_ids[:0]
-        old_nb, old_dist = old_nb[:0], old_dist[:0]
+        why = ("the images are no longer those it embedded (one was removed or changed, so "
+               "ingest numbered them anew)" if "images" in recorded else
+               "its embedding_source.json cannot tell whether the images it embedded are "
+               "unchanged (it is missing or from an earlier version)")
+        LOG.warning("model %s: %s; embedding all %d images and computing their neighbours "
+                    "in full", model.name, why, len(ids))
+        # new empty arrays, not views, so that the old ones can be freed
+        old_x, old_ids = np.empty((0, old_x.shape[1]), np.float32), np.empty(0, np.int64)
+        old_nb = np.empty((0, old_nb.shape[1]), old_nb.dtype)
+        old_dist = np.empty((0, old_dist.shape[1]), old_dist.dtype)
     new = ~np.isin(ids, old_ids)
     x = empty_array((len(ids), old_x.shape[1]), np.float32)
     stay = np.flatnonzero(~new)

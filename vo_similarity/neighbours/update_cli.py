@@ -52,13 +52,15 @@ def run(args: argparse.Namespace) -> int:
         work, work.model(args.model), args.k, outlier_neighbours=args.outlier_neighbours,
         device="cpu" if args.device == "auto" else args.device, progress=args.progress,
         block_size=args.block_size)
-    n = len(result.neighbour_ids)
+    n, seconds = len(result.neighbour_ids), time.perf_counter() - start
     if result.rebuilt:
-        print(f"{n} images, all embedded again: they are no longer those the model "
-              "embedded (an image was removed or changed, so ingest numbered them anew)")
-    print(f"{n} images ({result.added} new, {result.removed} removed), "
-          f"{result.neighbour_ids.shape[1]} neighbours each; {int(result.changed.sum())} lists "
-          f"changed, {result.recomputed} computed in full; {time.perf_counter() - start:.1f} s")
-    if result.added or result.removed:
+        print(f"{n} images, all embedded again and their {result.neighbour_ids.shape[1]} "
+              "neighbours computed in full: the stored embeddings were not of these images "
+              f"(see the warning above); {seconds:.1f} s")
+    else:
+        print(f"{n} images ({result.added} new, {result.removed} removed), "
+              f"{result.neighbour_ids.shape[1]} neighbours each; {int(result.changed.sum())} "
+              f"lists changed, {result.recomputed} computed in full; {seconds:.1f} s")
+    if result.added or result.removed or result.rebuilt:
         print(f"serve them: vo-similarity publish {args.workdir}")
     return EXIT_OK
