@@ -98,10 +98,10 @@ def random_units(n: int, dim: int, seed: int) -> np.ndarray:
 def add_images(conn, n: int) -> None:
     """Image rows 0..n-1 (those the sample has are kept)."""
     conn.execute(
-        "INSERT INTO similarity.images (image_id, obs_publisher_did, obs_id, credit) "
-        "SELECT i, 'ivo://vo-similarity.example/~?bench-' || i, 'bench-' || i, 'benchmark' "
+        "INSERT INTO similarity.images (image_id, collection, obs_publisher_did, obs_id, credit) "
+        "SELECT i, %s, 'ivo://vo-similarity.example/~?bench-' || i, 'bench-' || i, 'benchmark' "
         "FROM generate_series((SELECT MAX(image_id) + 1 FROM similarity.images), %s - 1) "
-        "AS i", (n,))
+        "AS i", (DEFAULT_COLLECTION, n))
     conn.execute("ANALYZE similarity.images")
 
 
