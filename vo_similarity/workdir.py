@@ -101,9 +101,10 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 EMBEDDED_IMAGES, EMBEDDED_ROWS_DIGEST = "images", "pixel_rows_sha256"
 
 
-def _store_digests(pixels: str | os.PathLike[str], n: int | None
-                   ) -> tuple[str, int, str | None]:
-    """One read of a pixel store (``pixels.npy``): the SHA-256 of the file, its
+def _store_digests(pixels: str | os.PathLike[str], n: int | None, *, whole_file: bool = True
+                   ) -> tuple[str | None, int, str | None]:
+    """One read of a pixel store (``pixels.npy``): the SHA-256 of the file (None
+    without ``whole_file``, which then reads only the first ``n`` images), its
     number of images, and the SHA-256 of the bytes of its first ``n`` images
     (all of them for None; None when it holds fewer, or is not in C order)."""
     import numpy as np
@@ -126,13 +127,16 @@ def _store_digests(pixels: str | os.PathLike[str], n: int | None
             if ok and wanted > 0:
                 rows.update(piece[:wanted])
                 wanted -= min(wanted, len(piece))
-    return whole.hexdigest(), count, rows.hexdigest() if ok and wanted == 0 else None
+            if not whole_file and (wanted == 0 or not ok):
+                break
+    return (whole.hexdigest() if whole_file else None, count,
+            rows.hexdigest() if ok and wanted == 0 else None)
 
 
 def pixel_rows_sha256(pixels: str | os.PathLike[str], n: int) -> str | None:
     """Hex SHA-256 of the bytes of the first ``n`` images of a pixel store
     (``pixels.npy``, any header), or None when it holds fewer."""
-    return _store_digests(pixels, n)[2]
+    return _store_digests(pixels, n, whole_file=False)[2]
 
 
 def embedding_source(work: WorkDir) -> dict:

@@ -137,12 +137,11 @@ def find_neighbours(embeddings: np.ndarray, ids: np.ndarray, k: int = 1000, *,
     blocks = runner(xs, kk, block_size=block_size, column_block_size=column_block_size,
                     device=device, precision=precision)
     sorted_ids32 = sorted_ids.astype(np.int32)  # check_embeddings: ids < 2**31
-    gathered = empty_array((0, kk), np.int32)  # one buffer for every block's ids
+    # one buffer for every block's ids (every runner yields blocks of block_size rows)
+    gathered = empty_array((min(block_size, n), kk), np.int32)
     from tqdm.auto import tqdm
     with tqdm(total=n, unit="img", desc="neighbours", disable=not progress) as bar:
         for q0, q1, dist, pos in blocks:
-            if len(gathered) < q1 - q0:
-                gathered = empty_array((q1 - q0, kk), np.int32)
             rows = slice(q0, q1) if identity else order[q0:q1]
             # mode="clip": positions are valid, and "raise" would gather into a
             # temporary of numpy's first

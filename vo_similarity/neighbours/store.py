@@ -168,7 +168,7 @@ def update_model_neighbours(work, model: ModelDir, k: int | None = None, *,
     from vo_similarity.learn.data import load_images
     from vo_similarity.neighbours.memory import empty_array
     from vo_similarity.neighbours.update import update_neighbours
-    from vo_similarity.workdir import embedded_images_unchanged, embedding_source
+    from vo_similarity.workdir import EMBEDDED_IMAGES, embedded_images_unchanged, embedding_source
 
     old_x, old_ids = load_embeddings(model)
     base, earlier = neighbour_state(model), read_neighbour_changes(model)
@@ -192,7 +192,7 @@ def update_model_neighbours(work, model: ModelDir, k: int | None = None, *,
     stored_ids = old_ids
     if rebuilt:
         why = ("the images are no longer those it embedded (one was removed or changed, so "
-               "ingest numbered them anew)" if "images" in recorded else
+               "ingest numbered them anew)" if EMBEDDED_IMAGES in recorded else
                "its embedding_source.json cannot tell whether the images it embedded are "
                "unchanged (it is missing or from an earlier version)")
         LOG.warning("model %s: %s; embedding all %d images and computing their neighbours "
