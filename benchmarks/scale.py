@@ -19,8 +19,8 @@ Each N is its own collection (``scale-N``, seed N: distinct DIDs), so all of
 them stay published side by side.  After each publish: the size on disk of the
 model's neighbour partition (table, TOAST and index) and of the whole
 database, and the median and 95th percentile of the top-20 short form over TAP
-(``SELECT TOP 20 * FROM similarity.similar WHERE query_did = ... AND model_id
-= ... ORDER BY rank``) for random query images, beside a trivial query.
+(``SELECT TOP 20 * FROM similarity.similar WHERE query_did = ... ORDER BY
+rank``) for random query images, beside a trivial query.
 
 Then, for each pair of consecutive N, each stage's growth exponent b in
 t ∝ N^b, and the neighbour stage's time against N² scaling from the smaller N
@@ -122,7 +122,7 @@ def measure_queries(site: DachsSite, collection: str, queries: int, bench) -> tu
         database = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     chosen = random.Random(0).sample(dids, min(queries, len(dids)))
     times = bench.interleaved(site.url, {
-        "short": [bench.SHORT.format(did=d.replace("'", "''"), model=model_id) for d in chosen],
+        "short": [bench.SHORT.format(did=d.replace("'", "''")) for d in chosen],
         "trivial": [bench.TRIVIAL] * len(chosen)})
     ms = {name: (1000 * bench.pct(t, 50), 1000 * bench.pct(t, 95)) for name, t in times.items()}
     return model_id, partition, database, ms["short"], ms["trivial"]

@@ -39,8 +39,8 @@ operator's instance on 8080), torn down at the end:
      images, over ONE reused keep-alive connection (``http.client``), and
      with a new connection per request;
    * the same neighbours through TAP sync (``SELECT TOP 50 * FROM
-     similarity.similar WHERE query_did = '...' AND model_id = 1 ORDER BY
-     rank``, FORMAT csv), keep-alive (``requests.Session``);
+     similarity.similar WHERE query_did = '...' ORDER BY rank``: model 1 is
+     the collection's default; FORMAT csv), keep-alive (``requests.Session``);
    * ``api/refine`` with the five chosen images, ``method=candidates`` and
      ``method=exact``, n = 50, keep-alive and a new connection each;
    * for scale: ``api/config`` (a small JSON reply through the same
@@ -104,8 +104,8 @@ MODEL_ID = 1
 #: ranks (1-based) of the query image's neighbours the user marks similar
 CHOSEN_RANKS = (1, 4, 9, 16, 25)
 PAGE = "/similarity/q/web/custom/"
-TAP_QUERY = ("SELECT TOP {n} * FROM similarity.similar WHERE query_did = '{did}' "
-             "AND model_id = {model} ORDER BY rank")
+#: the short form (model MODEL_ID is the collection's default; str.format ignores model=)
+TAP_QUERY = "SELECT TOP {n} * FROM similarity.similar WHERE query_did = '{did}' ORDER BY rank"
 FAST_TARGET = (5.0, 10.0)  # ms: median, p95 (keep-alive)
 REFINE_TARGET = 100.0  # ms: median
 

@@ -277,12 +277,14 @@
     </viewStatement>
   </table>
 
-  <table id="similar" onDisk="True" adql="True">
-    <meta name="description">The short form of "images like this one": one
-      row per (model, query image, rank) with the neighbour's ObsCore
-      columns, so that no join is needed.  Query it by query_did and
-      model_id, e.g. SELECT TOP 20 * FROM similarity.similar WHERE query_did
-      = '...' AND model_id = 1 ORDER BY rank.</meta>
+  <table id="similar_by_model" onDisk="True" adql="True">
+    <meta name="description">"Images like this one" for every model: one
+      row per (model, query image, rank) with the query image's obs_id and
+      position and the neighbour's ObsCore columns, so that no join is
+      needed.  Query it by query_did (or query_obs_id) and model_id, e.g.
+      SELECT TOP 20 * FROM similarity.similar_by_model WHERE query_did =
+      '...' AND model_id = 2 ORDER BY rank; similarity.similar is the short
+      form for each collection's default model.</meta>
     <column original="neighbours.model_id"/>
     <column name="query_did" type="text" required="True"
       ucd="meta.ref.ivoid" tablehead="Query DID"
@@ -361,10 +363,54 @@
     </viewStatement>
   </table>
 
+  <table id="similar" onDisk="True" adql="True">
+    <meta name="description">The short form of "images like this one": one
+      row per (query image, rank) with the neighbour's main ObsCore columns,
+      by the default model of the query image's collection (its first
+      published model: the lowest model_id of the collection in
+      similarity.models).  Query it by query_did, e.g. SELECT TOP 20 * FROM
+      similarity.similar WHERE query_did = '...' ORDER BY rank;
+      similarity.similar_by_model has every model and more columns.  Few
+      columns and no model_id on purpose: DaCHS's ADQL parser and its
+      output cost milliseconds per comparison and per column
+      (docs/publish.md).</meta>
+    <column original="similar_by_model.query_did"/>
+    <column original="similar_by_model.rank"/>
+    <column original="similar_by_model.dist"/>
+    <column original="similar_by_model.obs_publisher_did"/>
+    <column original="similar_by_model.obs_id"/>
+    <column original="similar_by_model.target_name"/>
+    <column original="similar_by_model.s_ra"/>
+    <column original="similar_by_model.s_dec"/>
+    <column original="similar_by_model.s_fov"/>
+    <column original="similar_by_model.access_url"/>
+    <column original="similar_by_model.preview"/>
+    <column original="similar_by_model.credit"/>
+    <foreignKey inTable="//obscore#ObsCore" source="query_did"
+      dest="obs_publisher_did" metaOnly="True"/>
+    <foreignKey inTable="//obscore#ObsCore" source="obs_publisher_did"
+      metaOnly="True"/>
+    <viewStatement>
+      CREATE VIEW \curtable (\colNames) AS (
+        SELECT q.obs_publisher_did, CAST(u.rank AS smallint), u.dist,
+          nb.obs_publisher_did, nb.obs_id, NULLIF(nb.target_name, ''),
+          nb.s_ra, nb.s_dec, nb.s_fov, nb.accref,
+          nb.accref || '?preview=True', nb.credit
+        FROM \schema.images AS q
+        JOIN \schema.neighbour_sets AS s ON s.image_id = q.image_id
+          AND s.model_id = (SELECT min(m.model_id) FROM \schema.models AS m
+                            WHERE m.collection = q.collection)
+        CROSS JOIN LATERAL unnest(s.neighbour_ids, s.dists)
+          WITH ORDINALITY AS u(neighbour_id, dist, rank)
+        JOIN \schema.images AS nb ON nb.image_id = u.neighbour_id)
+    </viewStatement>
+  </table>
+
   <data id="views">
     <make table="neighbours"/>
     <make table="outliers"/>
     <make table="similar"/>
+    <make table="similar_by_model"/>
   </data>
 
   <!-- ======================== selections ========================== -->
@@ -496,20 +542,21 @@
     <meta name="_example" title="The 20 images most similar to one image">
       Give the publisher DID of an image and get its 20 nearest neighbours
       with their ObsCore metadata, most similar first, from the view
-      similarity.similar (no join needed).  dist is the distance of the
-      embeddings (0: identical).
+      similarity.similar (no join needed), which answers with the default
+      model of the image's collection (its lowest model_id).  dist is the
+      distance of the embeddings (0: identical).
 
       .. tapquery::
 
         SELECT TOP 20 * FROM similarity.similar
         WHERE query_did IN (SELECT obs_publisher_did FROM similarity.images
                             WHERE image_id = 0)
-          AND model_id = 1
         ORDER BY rank
 
-      With a DID, the usual form is WHERE query_did = 'ivo://...' AND
-      model_id = 1 (here the subquery picks the first image, which exists
-      in every publication).
+      With a DID, the usual form is WHERE query_did = 'ivo://...' (here the
+      subquery picks the first image, which exists in every publication).
+      Another model's neighbours: FROM similarity.similar_by_model ... AND
+      model_id = 2.
     </meta>
     <meta name="_example" title="Neighbours joined with ivoa.obscore">
       The long form of the query above, the pattern for columns the view
@@ -614,7 +661,7 @@
       <url parSet="TAP" QUERY="SELECT TOP 20 s.rank, s.dist, s.access_url,
         s.preview, s.query_did FROM similarity.similar AS s
         JOIN similarity.images AS i ON i.obs_publisher_did = s.query_did
-        WHERE i.image_id = 0 AND s.model_id = 1 AND s.rank &lt;= 20
+        WHERE i.image_id = 0 AND s.rank &lt;= 20
         ORDER BY rank">/tap/sync</url>
       <code>
         rows = self.getVOTableRows()

@@ -58,7 +58,7 @@ def test_query_similar_by_obs_id_equals_by_did(service, client):
 def test_query_similar_payload_through_stilts(service, client, stilts, same_rows):
     did = service.manifest[3]["obs_publisher_did"]
     adql = client.query_similar(did, n=25, get_query_payload=True)
-    assert isinstance(adql, str) and "similarity.similar" in adql
+    assert isinstance(adql, str) and "similarity.similar_by_model" in adql
     same_rows(client.query_similar(did, n=25), stilts(adql))
 
 
@@ -193,7 +193,7 @@ def test_join_archive_finds_the_other_archive_observations_nearby(service, clien
 
 
 def test_join_archive_with_a_similarity_result(service, client):
-    # the neighbours' positions (s_ra, s_dec of similarity.similar) go up
+    # the neighbours' positions (s_ra, s_dec of similarity.similar_by_model) go up
     similar = client.query_similar(service.manifest[0]["obs_publisher_did"], n=100)
     table = client.join_archive(similar, service.tap_url, radius=0.01 * u.deg,
                                 obscore_table="otherarchive.obscore")

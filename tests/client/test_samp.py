@@ -81,7 +81,7 @@ def samp_client(desktop) -> Client:
 
 
 def results_table(n: int = 5) -> Table:
-    """A result table with the columns, units and text of ``similarity.similar``."""
+    """A result table with the columns, units and text of ``similarity.similar_by_model``."""
     rng = np.random.default_rng(3)
     table = Table({
         "rank": np.arange(1, n + 1, dtype=np.int16),

@@ -122,12 +122,19 @@ def test_collections_live_side_by_side(own_site, tmp_path):
     beta_id = models[("beta", "sample")]
     got = {r[1]: list(r[3]) for r in state_b["neighbours"]}
     assert got == _expected_neighbours(beta, "sample", off_b)
-    # the similar view and the search service name beta's images by their DIDs
+    # the similar views and the search service name beta's images by their DIDs;
+    # similarity.similar answers with beta's own first model, not alpha's lower ids
     did = state_b["images"][0][1]
-    rows = tap.search(f"SELECT TOP 3 obs_publisher_did FROM similarity.similar "
+    rows = tap.search(f"SELECT TOP 3 obs_publisher_did FROM similarity.similar_by_model "
                       f"WHERE query_did = '{did}' AND model_id = {beta_id} ORDER BY rank")
     beta_dids = {r[1] for r in state_b["images"]}
     assert {str(r["obs_publisher_did"]) for r in rows} <= beta_dids
+    assert beta_id == min(mid for (c, _), mid in models.items() if c == "beta")
+    assert min(models.values()) < beta_id
+    default = tap.search(f"SELECT TOP 3 obs_publisher_did FROM similarity.similar "
+                         f"WHERE query_did = '{did}' ORDER BY rank")
+    assert [str(r["obs_publisher_did"]) for r in default] == \
+        [str(r["obs_publisher_did"]) for r in rows]
     reply = _search(own_site, model=beta_id, n=5, similar="beta-000003")  # an obs_id
     assert [r["image_id"] for r in reply["results"]] == \
         _expected_neighbours(beta, "sample", off_b)[off_b + 3][:5]

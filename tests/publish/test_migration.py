@@ -108,6 +108,14 @@ def test_an_installation_from_before_collections_becomes_one_collection(
     assert (data / "collections" / f"{DEFAULT_COLLECTION}.csv").is_file()
     assert sorted(p.name for p in (data / "models").iterdir()) == ["m1.json", "m2.json"]
     with own_site.connect(autocommit=True) as conn:
+        # the old similar view (every model, model_id first) became the view by model,
+        # and similarity.similar the default model's
+        columns = {view: [r[0] for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "ORDER BY attnum", (f"similarity.{view}",)).fetchall()]
+            for view in ("similar", "similar_by_model")}
+        assert columns["similar_by_model"][:2] == ["model_id", "query_did"]
+        assert columns["similar"][0] == "query_did" and "model_id" not in columns["similar"]
         assert conn.execute("SELECT DISTINCT collection FROM similarity.images").fetchall() \
             == [(DEFAULT_COLLECTION,)]
         assert conn.execute("SELECT DISTINCT collection FROM similarity.models").fetchall() \

@@ -1,4 +1,5 @@
-"""The short ADQL form: similarity.similar gives exactly the rows of the long join."""
+"""The short ADQL form: similarity.similar (the collection's default model) and
+similarity.similar_by_model give exactly the rows of the long join."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ pytestmark = pytest.mark.dachs
 COLUMNS = ["model_id", "query_did", "query_obs_id", "query_ra", "query_dec", "rank", "dist",
            "obs_publisher_did", "obs_id", "target_name", "s_ra", "s_dec", "s_fov", "access_url",
            "access_format", "preview", "credit", "category"]
+#: similarity.similar: one model per collection (so no model_id), the main columns
+DEFAULT_COLUMNS = ["query_did", "rank", "dist", "obs_publisher_did", "obs_id", "target_name",
+                   "s_ra", "s_dec", "s_fov", "access_url", "preview", "credit"]
 
 LONG = """SELECT n.model_id, q.obs_publisher_did AS query_did, q.obs_id AS query_obs_id,
   q.s_ra AS query_ra, q.s_dec AS query_dec, n.rank, n.dist, o.obs_publisher_did, o.obs_id,
@@ -36,15 +40,18 @@ def _rows(table) -> list[tuple]:
                   for i, v in enumerate(row)) for row in table.iterrows()]
 
 
+def _did(image_id: int) -> str:
+    return f"ivo://vo-similarity.example/~?sample-{image_id:06d}"
+
+
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("image_id", [0, 8, N_IMAGES - 1])
-def test_short_view_returns_the_rows_of_the_long_join(site, published, name, image_id):
+def test_view_by_model_returns_the_rows_of_the_long_join(site, published, name, image_id):
     import pyvo
 
     tap = pyvo.dal.TAPService(site.tap_url)
-    did = f"ivo://vo-similarity.example/~?sample-{image_id:06d}"
-    mid = model_id(site, name)
-    short = tap.run_sync(f"SELECT * FROM similarity.similar WHERE query_did = '{did}' "
+    did, mid = _did(image_id), model_id(site, name)
+    short = tap.run_sync(f"SELECT * FROM similarity.similar_by_model WHERE query_did = '{did}' "
                          f"AND model_id = {mid} ORDER BY rank").to_table()
     long = tap.run_sync(LONG.format(did=did, mid=mid)).to_table()
     assert short.colnames == COLUMNS
@@ -57,27 +64,50 @@ def test_short_view_returns_the_rows_of_the_long_join(site, published, name, ima
     assert list(join["obs_publisher_did"]) == list(top["obs_publisher_did"])
 
 
-def test_every_column_has_description_ucd_and_unit(site, published):
+@pytest.mark.parametrize("image_id", [0, N_IMAGES - 1])
+def test_default_view_is_the_lowest_model_of_the_collection(site, published, image_id):
+    import pyvo
+
+    tap = pyvo.dal.TAPService(site.tap_url)
+    did = _did(image_id)
+    ids = sorted(model_id(site, name) for name in MODELS)
+    default = tap.run_sync(f"SELECT * FROM similarity.similar WHERE query_did = '{did}' "
+                           "ORDER BY rank").to_table()
+    assert default.colnames == DEFAULT_COLUMNS
+    by_model = {mid: tap.run_sync(LONG.format(did=did, mid=mid)).to_table()[DEFAULT_COLUMNS]
+                for mid in ids}
+    assert _rows(default) == _rows(by_model[ids[0]])
+    # the sample's two models have different lists, so the view did choose
+    assert _rows(by_model[ids[1]]) != _rows(by_model[ids[0]])
+    top = tap.run_sync(similar_images_query(did, top=5)).to_table()
+    assert "model_id" not in similar_images_query(did)
+    assert _rows(top) == _rows(default[:5])
+
+
+@pytest.mark.parametrize(("view", "columns"), [("similar", DEFAULT_COLUMNS),
+                                               ("similar_by_model", COLUMNS)])
+def test_every_column_has_description_ucd_and_unit(site, published, view, columns):
     import pyvo
 
     meta = pyvo.dal.TAPService(site.tap_url).run_sync(
         "SELECT column_name, description, ucd, unit FROM tap_schema.columns "
-        "WHERE table_name = 'similarity.similar'").to_table()
+        f"WHERE table_name = 'similarity.{view}'").to_table()
     by_name = {str(r["column_name"]): r for r in meta}
-    assert sorted(by_name) == sorted(COLUMNS)
+    assert sorted(by_name) == sorted(columns)
     for name, row in by_name.items():
         assert str(row["description"]).strip() and str(row["ucd"]).strip(), name
-    for name in ("query_ra", "query_dec", "s_ra", "s_dec", "s_fov"):
+    for name in {"query_ra", "query_dec", "s_ra", "s_dec", "s_fov"} & set(columns):
         assert str(by_name[name]["unit"]) == "deg"
 
 
-def test_postgres_applies_the_rank_condition_before_joining(site, published):
+@pytest.mark.parametrize(("view", "condition"), [("similar", ""),
+                                                 ("similar_by_model", "AND model_id = 1 ")])
+def test_postgres_applies_the_rank_condition_before_joining(site, published, view, condition):
     """The rank filter sits on the unnest, below the join with the neighbour's row."""
     with site.connect(autocommit=True) as conn:
         plan = conn.execute(
-            "EXPLAIN (FORMAT JSON) SELECT * FROM similarity.similar WHERE query_did = %s "
-            "AND model_id = 1 AND rank <= 20 ORDER BY rank",
-            ("ivo://vo-similarity.example/~?sample-000000",)).fetchone()[0]
+            f"EXPLAIN (FORMAT JSON) SELECT * FROM similarity.{view} WHERE query_did = %s "
+            f"{condition}AND rank <= 20 ORDER BY rank", (_did(0),)).fetchone()[0]
     plan = plan if isinstance(plan, list) else json.loads(plan)
 
     def nodes(node, above=()):

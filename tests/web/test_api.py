@@ -1,7 +1,7 @@
 """The page's JSON API (``.../web/custom/api/<op>``) against the published built-in sample.
 
 What the fast path answers is compared with what TAP answers for the same
-question (``similarity.similar``, ``similarity.outliers``, ``ivoa.obscore``),
+question (``similarity.similar_by_model``, ``similarity.outliers``, ``ivoa.obscore``),
 and with the search service for refinement; bad input of every kind gets a
 JSON error with a 4xx status, never a 500. The page and every reply carry
 the Content-Security-Policy of docs/web.md, and Chromium enforces it.
@@ -80,7 +80,7 @@ def test_an_image_by_did_and_by_obs_id_is_the_same_obscore_row(web, service, tap
 
 def test_neighbours_are_what_tap_publishes_page_by_page(web, service, tap):
     did = did_of(service, 3)
-    similar = tap_rows(tap, "SELECT rank, dist, obs_publisher_did FROM similarity.similar "
+    similar = tap_rows(tap, "SELECT rank, dist, obs_publisher_did FROM similarity.similar_by_model "
                             f"WHERE query_did = '{did}' AND model_id = 1 ORDER BY rank")
     first = web.neighbours(did)
     assert first["query"]["obs_publisher_did"] == did

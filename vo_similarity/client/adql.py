@@ -77,7 +77,8 @@ def model_query() -> str:
 
 def similar_query(image_id: str, model_id: int, n: int,
                   exclude_radius_deg: float | None = None) -> str:
-    """The ``n`` images most similar to ``image_id`` in rank order (``similarity.similar``).
+    """The ``n`` images most similar to ``image_id`` in rank order
+    (``similarity.similar_by_model``: the model named, and every column).
 
     Args:
         image_id: ``obs_publisher_did`` (``ivo://...``) or ``obs_id`` of the query image.
@@ -93,7 +94,7 @@ def similar_query(image_id: str, model_id: int, n: int,
         where.append(
             "(s_ra IS NULL OR query_ra IS NULL OR DISTANCE(POINT('ICRS', s_ra, s_dec), "
             f"POINT('ICRS', query_ra, query_dec)) > {_deg(exclude_radius_deg)})")
-    return (f"SELECT TOP {int(n)} * FROM similarity.similar\n"
+    return (f"SELECT TOP {int(n)} * FROM similarity.similar_by_model\n"
             f"WHERE {' AND '.join(where)}\nORDER BY rank")
 
 
@@ -147,12 +148,12 @@ def region_similar_query(ra: float, dec: float, radius_deg: float, model_id: int
                          neighbours: int, top: int) -> str:
     """Each image in a cone with its ``neighbours`` nearest: one row per (image, rank).
 
-    The rows are ``similarity.similar``'s (``query_*`` columns: the image in
-    the cone; the others: its neighbour), the images nearest the centre first
-    (``ang_sep``, degrees), then by rank.
+    The rows are ``similarity.similar_by_model``'s (``query_*`` columns: the
+    image in the cone; the others: its neighbour), the images nearest the
+    centre first (``ang_sep``, degrees), then by rank.
     """
     return (f"SELECT TOP {int(top)} {_sep('s.query_ra', 's.query_dec', ra, dec)} AS ang_sep, s.*\n"
-            "FROM similarity.similar AS s\n"
+            "FROM similarity.similar_by_model AS s\n"
             f"WHERE s.model_id = {int(model_id)} AND s.rank <= {int(neighbours)}\n"
             f"  AND {_cone('s.query_ra', 's.query_dec', ra, dec, radius_deg)}\n"
             "ORDER BY ang_sep, query_did, rank")

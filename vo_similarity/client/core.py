@@ -148,9 +148,9 @@ class SimilarityClass(SampMixin, BaseQuery):
             get_query_payload: return the ADQL instead of running it.
 
         Returns:
-            One row per neighbour of ``similarity.similar``: ``rank``,
-            ``dist``, the query image's ``query_*`` columns and the
-            neighbour's ObsCore columns.
+            One row per neighbour of ``similarity.similar_by_model``:
+            ``model_id``, ``rank``, ``dist``, the query image's ``query_*``
+            columns and the neighbour's ObsCore columns.
 
         Raises:
             InvalidQueryError: bad input, or an id the service does not publish
@@ -300,7 +300,7 @@ class SimilarityClass(SampMixin, BaseQuery):
             columns and ``ang_sep`` (degrees from the centre), nearest first.
             ``neighbours=k``: one row per (image in the cone, rank 1..k):
             the image in the ``query_*`` columns, its neighbour in the others
-            (``similarity.similar``), by ``ang_sep`` and then rank.  At most
+            (``similarity.similar_by_model``), by ``ang_sep`` and then rank.  At most
             ``conf.row_limit`` rows (a warning says when cut).
         """
         ra, dec = check_coordinates(coordinates)

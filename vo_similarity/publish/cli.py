@@ -70,8 +70,13 @@ def run(args: argparse.Namespace) -> int:
     if report.models and report.example_did:
         print("\nThe 20 images most similar to the first image; paste into TOPCAT's TAP "
               f"window ({report.url}/tap) or run with STILTS:\n")
-        query = similar_images_query(report.example_did, report.models[0].model_id)
+        query = similar_images_query(report.example_did)
         print(query)
+        others = [m for m in report.models if m.model_id != report.default_model_id]
+        if others:
+            print(f"\n(the collection's default model, model_id {report.default_model_id}; "
+                  "another model's neighbours: FROM similarity.similar_by_model "
+                  f"... AND model_id = {others[0].model_id})")
         one_line = " ".join(query.split())
         print(f"\nWith STILTS:\n  stilts tapquery tapurl={report.url}/tap ofmt=csv "
               + _shell_word(f"adql={one_line}"))

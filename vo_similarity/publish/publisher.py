@@ -17,7 +17,8 @@ Order of work, each step safe to repeat:
 6. swap all staged models in, in one transaction (:func:`.copy.swap_in`), with
    their vector files; with new images, the collection's models not
    republished are unpublished in the same step (other collections' stay);
-7. ``dachs imp`` the models, create the views and ``selections`` if missing
+7. ``dachs imp`` the models, create the views (anew when the RD changed) and
+   ``selections`` if missing
    (older ones get the new columns: :func:`.migrate.migrate_selections`);
 8. ``dachs imp -m`` and ``dachs limits`` to refresh DaCHS's metadata; with a
    new RD, ``dachs pub`` (the web page on DaCHS's root page) and a reload.
@@ -80,6 +81,9 @@ class PublishReport:
     models: list[ModelReport] = field(default_factory=list)
     example_did: str = ""
     collection: str = ""
+    #: the collection's default model (its lowest model_id): the one
+    #: ``similarity.similar`` answers with
+    default_model_id: int | None = None
     #: the collection's published images that this publication removed
     images_removed: int = 0
     #: the other collections on the server, name -> number of images
@@ -204,6 +208,7 @@ def _views_exist(conn) -> bool:
         "SELECT to_regclass('similarity.neighbours') IS NOT NULL"
         " AND to_regclass('similarity.outliers') IS NOT NULL"
         " AND to_regclass('similarity.similar') IS NOT NULL"
+        " AND to_regclass('similarity.similar_by_model') IS NOT NULL"
         " AND to_regclass('similarity.selections') IS NOT NULL").fetchone()
     return bool(row[0])
 
@@ -345,13 +350,18 @@ def publish(work: WorkDir, site: DachsSite | None = None, models: list[str] | No
                            weights_url=m.weights_url, weights_sha256=onnx and onnx.sha256,
                            preprocess=preprocess)
         site.run("imp", RD_ID, "import_models")
-        if not _views_exist(conn):
+        # a new RD may define the views anew (a view's columns, a new view);
+        # `dachs imp -m` creates missing ones but leaves existing ones as they are
+        if rd_changed or not _views_exist(conn):
             site.run("imp", RD_ID, "views", "create_selections")
         migrated = migrate_selections(conn) + migrated
         first = conn.execute(
             "SELECT obs_publisher_did FROM similarity.images WHERE image_id = %s",
             (offset,)).fetchone()
         report.example_did = first[0] if first else ""
+        report.default_model_id = conn.execute(
+            "SELECT min(model_id) FROM similarity.models WHERE collection = %s",
+            (collection,)).fetchone()[0]
 
     if refresh_metadata or migrated:
         site.run("imp", "-m", RD_ID)

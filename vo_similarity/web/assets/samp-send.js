@@ -28,7 +28,7 @@ function resultAdql(current) {
       // the page's same-target toggle, so TOPCAT gets the rows the page shows
       where += " AND DISTANCE(POINT('ICRS', s_ra, s_dec), POINT('ICRS', query_ra, query_dec)) > " + Number(state.same);
     }
-    return "SELECT TOP " + k + " * FROM similarity.similar WHERE " + where + " ORDER BY rank";
+    return "SELECT TOP " + k + " * FROM similarity.similar_by_model WHERE " + where + " ORDER BY rank";
   }
   const dids = current.rows.map((r) => adqlString(r.obs_publisher_did));
   return "SELECT * FROM ivoa.obscore WHERE obs_publisher_did IN (" + dids.join(", ") + ")";
