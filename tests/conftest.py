@@ -111,3 +111,28 @@ def tiny_workdir(tmp_path) -> WorkDir:
 def tiny_config() -> TrainConfig:
     return TrainConfig(name="tiny", width=4, image_size=16, batch_size=16, epochs=2,
                        warmup_epochs=1, pool_rotations=2, precision="fp32", projection_dim=16)
+
+
+# -- a real Dask cluster for the --cluster tests ---------------------------------
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """Two worker processes, one thread each, on loopback; gone after the module.
+
+    They are started without the session's GAVOSETTINGS and GAVOCUSTOM (they
+    may name a scratch DaCHS by then): multiprocessing's resource tracker, which the workers'
+    start leaves running until pytest exits, would otherwise count as a
+    process of that DaCHS in the end-of-session check (pytest_sessionfinish).
+    """
+    distributed = pytest.importorskip("distributed")
+    saved = {key: os.environ.pop(key) for key in ("GAVOSETTINGS", "GAVOCUSTOM")
+             if key in os.environ}
+    try:
+        local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address=None,
+                                         worker_dashboard_address=None)
+    finally:
+        os.environ.update(saved)
+    with local:
+        yield local
+

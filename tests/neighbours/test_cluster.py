@@ -3,8 +3,6 @@ single-process search exactly (vo_similarity.neighbours.cluster)."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -19,24 +17,8 @@ distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """Two worker processes, one thread each, on loopback; gone after the module.
-
-    They are started without the session's GAVOSETTINGS and GAVOCUSTOM (they
-    may name a scratch DaCHS by then): multiprocessing's resource tracker, which the workers'
-    start leaves running until pytest exits, would otherwise count as a
-    process of that DaCHS in the end-of-session check (tests/conftest.py).
-    """
-    saved = {key: os.environ.pop(key) for key in ("GAVOSETTINGS", "GAVOCUSTOM")
-             if key in os.environ}
-    try:
-        local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                         host="127.0.0.1", dashboard_address=None,
-                                         worker_dashboard_address=None)
-    finally:
-        os.environ.update(saved)
-    with local:
-        yield local
+def cluster(dask_cluster):
+    return dask_cluster
 
 
 def test_neighbours_cli_on_the_cluster_equals_one_process(tmp_path, cluster, capsys):

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images per forward pass (default: %(default)s)")
     parser.add_argument("--all-categories", action="store_true",
                         help="embed every image, not only the model's category")
+    parser.add_argument("--cluster", metavar="SCHEDULER", default=None,
+                        help="run the batches on a Dask cluster, e.g. tcp://host:8786; its "
+                             "workers need vo-similarity installed, the weights and each "
+                             "batch's pixels are sent to them (same vectors; default: this "
+                             "machine)")
 
 
 @reports_errors("embed")
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     work = WorkDir(args.workdir)
     vectors, _ = embed_workdir(work, args.model, device=device_name(args.device),
                                batch_size=args.batch_size, all_categories=args.all_categories,
-                               progress=args.progress)
+                               progress=args.progress, cluster=args.cluster)
     print(f"{vectors.shape[0]} embeddings of dimension {vectors.shape[1]}: "
           f"{work.model(args.model).embeddings}")
     return EXIT_OK

@@ -34,13 +34,24 @@ def load_trained(model_dir: ModelDir, device: str | torch.device = "cpu") -> tup
 
 def embed_images(
     model: SimCLR, images: torch.Tensor | PixelStore, cfg: TrainConfig, *, batch_size: int = 256,
-    progress: bool = False, pool_rotations: int | None = None,
+    progress: bool = False, pool_rotations: int | None = None, cluster=None,
 ) -> np.ndarray:
-    """float32 ``[N, D]`` unit vectors of ``images`` [N, 1, S, S], computed (and read) in batches."""
+    """float32 ``[N, D]`` unit vectors of ``images`` [N, 1, S, S], computed (and read) in batches.
+
+    With ``cluster`` (a Dask scheduler address, ``Client`` or cluster object)
+    the batches run on its workers (:mod:`vo_similarity.embed.cluster`),
+    giving the same vectors.
+    """
     from tqdm.auto import tqdm
 
     n_views = max(1, 2 * (cfg.pool_rotations if pool_rotations is None else pool_rotations))
     step = max(1, batch_size // n_views) if n_views > 1 else batch_size
+    if cluster is not None:
+        from vo_similarity.embed.cluster import cluster_embed
+
+        device = next(model.parameters()).device.type
+        return cluster_embed(model, images, cfg, step=step, cluster=cluster,
+                             pool_rotations=pool_rotations, device=device, progress=progress)
     out = []
     for start in tqdm(range(0, len(images), step), disable=not progress, desc="embed", unit="batch"):
         out.append(embed_tensor(model, images[start:start + step], cfg, pool_rotations).cpu())
@@ -49,9 +60,10 @@ def embed_images(
 
 def embed_workdir(
     workdir: WorkDir, model_name: str | ModelDir, *, device: str = "cpu", batch_size: int = 256,
-    progress: bool = True, all_categories: bool = False,
+    progress: bool = True, all_categories: bool = False, cluster=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embed the model's images (its category, or all) and write them beside the model.
+    """Embed the model's images (its category, or all) and write them beside the model
+    (on the Dask cluster ``cluster`` where given: :func:`embed_images`).
 
     Returns:
         ``(embeddings [N, D] float32, image_ids [N] int32)``, also saved as
@@ -65,7 +77,8 @@ def embed_workdir(
     cfg, model = load_trained(model_dir, device)
     source = embedding_source(workdir)
     data = load_images(workdir, category="" if all_categories else cfg.category)
-    vectors = embed_images(model, data.pixels, cfg, batch_size=batch_size, progress=progress)
+    vectors = embed_images(model, data.pixels, cfg, batch_size=batch_size, progress=progress,
+                           cluster=cluster)
     with contextlib.ExitStack() as files:
         targets = (model_dir.embeddings, model_dir.embedding_ids, model_dir.embedding_source)
         temps = [files.enter_context(atomic_write(p)) for p in targets]

@@ -19,6 +19,7 @@ workers, one per GPU).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from vo_similarity.neighbours.blocks import block_ranges
 
-__all__ = ["cluster_backend", "connect"]
+__all__ = ["cluster_backend", "connect", "session"]
 
 LOG = logging.getLogger(__name__)
 
@@ -51,6 +52,21 @@ def connect(cluster, *, timeout: str = "20s"):
         return Client(cluster, timeout=timeout, set_as_default=False)
     except OSError as exc:
         raise RuntimeError(f"cannot reach the Dask scheduler at {cluster!r}: {exc}") from None
+
+
+@contextlib.contextmanager
+def session(cluster, what: str):
+    """``(client, threads)`` for ``cluster`` (what :func:`connect` takes), logged as
+    ``what``; a client made here is closed afterwards, one given is left open."""
+    client = connect(cluster)
+    try:
+        threads = max(1, sum(client.nthreads().values()))
+        LOG.info("%s on the Dask cluster %s: %d workers, %d threads", what,
+                 client.scheduler.address, len(client.nthreads()), threads)
+        yield client, threads
+    finally:
+        if client is not cluster:
+            client.close()
 
 
 def _block_task(x: np.ndarray, q0: int, q1: int, k: int, column_block_size: int,
@@ -83,12 +99,7 @@ def cluster_backend(x: np.ndarray, k: int, *, block_size: int, column_block_size
     """
     from distributed import as_completed
 
-    client = connect(cluster)
-    own = client is not cluster
-    try:
-        threads = max(1, sum(client.nthreads().values()))
-        LOG.info("neighbours on the Dask cluster %s: %d workers, %d threads",
-                 client.scheduler.address, len(client.nthreads()), threads)
+    with session(cluster, "neighbours") as (client, threads):
         t0 = time.perf_counter()
         shared = client.scatter(x, broadcast=True, hash=False)
         LOG.info("embeddings (%.0f MiB) sent to every worker in %.1f s",
@@ -109,6 +120,3 @@ def cluster_backend(x: np.ndarray, k: int, *, block_size: int, column_block_size
             if nxt is not None:
                 running.add(submit(*nxt))
             yield q0, q1, dist, pos
-    finally:
-        if own:
-            client.close()
