@@ -112,7 +112,9 @@ def test_publish_migrates_an_older_models_table_and_keeps_everything(own_site, t
 
     before = _models(own_site)
     with own_site.connect(autocommit=True) as conn:
-        # what an installation published before these columns looks like
+        # what an installation published before these columns looks like: no
+        # default-model view either (it reads models.collection)
+        conn.execute("DROP VIEW similarity.similar")
         for column in MODEL_COLUMNS:
             conn.execute(f"ALTER TABLE similarity.models DROP COLUMN {column}")
         conn.execute("INSERT INTO similarity.selections (model_id, image_id, chosen_id, "
@@ -142,6 +144,7 @@ def test_publish_migrates_an_older_models_table_and_keeps_everything(own_site, t
     with own_site.connect(autocommit=True) as conn:
         assert conn.execute("SELECT COUNT(*) FROM similarity.selections").fetchone()[0] == 1
         assert conn.execute(SNAPSHOT).fetchall() == neighbours
+        assert conn.execute("SELECT to_regclass('similarity.similar')").fetchone()[0]
     import pyvo
 
     table = pyvo.dal.TAPService(own_site.tap_url).run_sync(
