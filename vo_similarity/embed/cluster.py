@@ -25,7 +25,7 @@ import torch
 from vo_similarity.learn.config import TrainConfig
 from vo_similarity.learn.data import PixelStore
 from vo_similarity.learn.model import SimCLR
-from vo_similarity.neighbours.cluster import session
+from vo_similarity.neighbours.cluster import as_finished, session
 
 __all__ = ["cluster_embed"]
 
@@ -69,13 +69,11 @@ def cluster_embed(model: SimCLR, images: torch.Tensor | PixelStore, cfg: TrainCo
     Raises:
         RuntimeError: Dask distributed is missing or the scheduler cannot be reached.
     """
-    from distributed import as_completed
     from tqdm.auto import tqdm
 
     with session(cluster, "embedding") as (client, threads):
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         shared = client.scatter((uuid.uuid4().hex, cfg, state), broadcast=True, hash=False)
-        starts = iter(range(0, len(images), step))
 
         def submit(start: int):
             pixels = np.asarray(images[start:start + step], dtype=np.float32)
@@ -84,19 +82,13 @@ def cluster_embed(model: SimCLR, images: torch.Tensor | PixelStore, cfg: TrainCo
 
         out: np.ndarray | None = None
         t0 = time.perf_counter()
-        running = as_completed([submit(s) for _, s in zip(range(2 * threads), starts)],
-                               loop=client.loop)
+        batches = as_finished(client, submit, range(0, len(images), step), 2 * threads)
         with tqdm(total=len(images), disable=not progress, desc="embed", unit="img") as bar:
-            for future in running:
-                start, vectors = future.result()
-                future.release()
+            for start, vectors in batches:
                 if out is None:
                     out = np.empty((len(images), vectors.shape[1]), np.float32)
                 out[start:start + len(vectors)] = vectors
                 bar.update(len(vectors))
-                nxt = next(starts, None)
-                if nxt is not None:
-                    running.add(submit(nxt))
         LOG.info("%d images embedded on the cluster in %.1f s", len(images),
                  time.perf_counter() - t0)
         return out if out is not None else np.empty((0, 0), np.float32)

@@ -27,7 +27,7 @@ import numpy as np
 
 from vo_similarity.neighbours.blocks import block_ranges
 
-__all__ = ["cluster_backend", "connect", "session"]
+__all__ = ["as_finished", "cluster_backend", "connect", "session"]
 
 LOG = logging.getLogger(__name__)
 
@@ -69,6 +69,24 @@ def session(cluster, what: str):
             client.close()
 
 
+def as_finished(client, submit, items, in_flight: int):
+    """The results of ``submit(item)`` for every item, as they finish (any order),
+    with at most ``in_flight`` futures running: a finished one makes room for the
+    next, so the results waiting on the client stay few whatever the item count."""
+    from distributed import as_completed
+
+    pending = iter(items)
+    running = as_completed([submit(item) for _, item in zip(range(in_flight), pending)],
+                           loop=client.loop)
+    for future in running:
+        result = future.result()
+        future.release()
+        nxt = next(pending, None)
+        if nxt is not None:
+            running.add(submit(nxt))
+        yield result
+
+
 def _block_task(x: np.ndarray, q0: int, q1: int, k: int, column_block_size: int,
                 device: str, precision: str) -> tuple[int, int, np.ndarray, np.ndarray]:
     """One query block on a worker, as :func:`..backends.torch_backend` computes it."""
@@ -97,26 +115,18 @@ def cluster_backend(x: np.ndarray, k: int, *, block_size: int, column_block_size
     Yields:
         ``(q0, q1, dist, pos)`` as the blocks finish (in any order).
     """
-    from distributed import as_completed
-
     with session(cluster, "neighbours") as (client, threads):
         t0 = time.perf_counter()
         shared = client.scatter(x, broadcast=True, hash=False)
         LOG.info("embeddings (%.0f MiB) sent to every worker in %.1f s",
                  x.nbytes / 2**20, time.perf_counter() - t0)
-        pending = iter(block_ranges(len(x), block_size))
 
-        def submit(q0: int, q1: int):
+        def submit(block: tuple[int, int]):
+            q0, q1 = block
             return client.submit(_block_task, shared, q0, q1, k, column_block_size, device,
                                  precision, pure=False)
 
-        running = as_completed([submit(*r) for _, r in zip(range(2 * threads), pending)],
-                               loop=client.loop)
-        for future in running:
-            q0, q1, dist, pos = future.result()
+        blocks = block_ranges(len(x), block_size)
+        for q0, q1, dist, pos in as_finished(client, submit, blocks, 2 * threads):
             LOG.debug("query block %d:%d back from the cluster", q0, q1)
-            future.release()
-            nxt = next(pending, None)
-            if nxt is not None:
-                running.add(submit(*nxt))
             yield q0, q1, dist, pos
