@@ -249,6 +249,30 @@ def test_client_and_page_restrict_to_a_collection(own_site, tmp_path):
     near = client.query_region(centre, radius=0.01 * u.deg, neighbours=2, model=ids["one"])
     assert len(near) and all("//one.example/" in str(d) for d in near["obs_publisher_did"])
 
+    # no model named: each image's neighbours by its own collection's default model,
+    # the rows of similarity.similar (the lowest model_id overall is another collection's)
+    import pyvo
+
+    tap = pyvo.dal.TAPService(f"{own_site.url}/tap")
+    for collection in ("one", "two"):
+        did = f"ivo://{collection}.example/~?sample-000003"
+        adql = client.query_similar(did, n=4, get_query_payload=True)
+        assert "IN (SELECT MIN(m.model_id)" in adql, adql
+        got = client.query_similar(did, n=4)
+        assert set(got["model_id"]) == {ids[collection]}
+        short = tap.run_sync(f"SELECT TOP 4 * FROM similarity.similar WHERE query_did = "
+                             f"'{did}' ORDER BY rank").to_table()
+        assert [str(d) for d in got["obs_publisher_did"]] == \
+            [str(d) for d in short["obs_publisher_did"]] and len(got) == 4
+    around = client.query_region(centre, radius=0.01 * u.deg, neighbours=2)
+    assert {int(m) for m in around["model_id"]} == {ids["one"], ids["two"]}
+    for m, did in zip(around["model_id"], around["query_did"]):
+        assert f"//{'one' if m == ids['one'] else 'two'}.example/" in str(did)
+    by_obs_id = client.query_similar("sample-000003", n=4)
+    assert len(by_obs_id) == 4 and len(set(by_obs_id["model_id"])) == 1
+    assert f"model_id = {ids['two']}" in client.query_similar(
+        "sample-000003", n=4, model="two/sample", get_query_payload=True)
+
     # an obs_id names the image of the model's collection: the page, the search service
     api = f"{own_site.url}/similarity/q/web/custom/api"
     for collection in ("one", "two"):

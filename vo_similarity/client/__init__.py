@@ -32,7 +32,8 @@ class Conf(_config.ConfigNamespace):
         1000, "Maximum number of rows of a region or object query.", cfgtype="integer")
     default_model = _config.ConfigItem(
         "", "Model used when a method gets model=None: a name or a model_id of "
-            "similarity.models; empty means the first published model (lowest model_id).")
+            "similarity.models; empty means the first published model (lowest model_id), "
+            "and for query_similar that of the query image's collection.")
 
 
 conf = Conf()

@@ -75,21 +75,28 @@ def model_query() -> str:
     return "SELECT * FROM similarity.models ORDER BY model_id"
 
 
-def similar_query(image_id: str, model_id: int, n: int,
+def similar_query(image_id: str, model_id: int | None, n: int,
                   exclude_radius_deg: float | None = None) -> str:
     """The ``n`` images most similar to ``image_id`` in rank order
     (``similarity.similar_by_model``: the model named, and every column).
 
     Args:
         image_id: ``obs_publisher_did`` (``ivo://...``) or ``obs_id`` of the query image.
-        model_id: ``similarity.models.model_id``.
+        model_id: ``similarity.models.model_id``; None for the default model
+            of the image's own collection (its lowest ``model_id``, as
+            ``similarity.similar`` has it), chosen by the server: a subquery.
         n: rows wanted.
         exclude_radius_deg: leave out neighbours whose centre lies within this
             many degrees of the query image's (same target); neighbours or
             query images without a position are kept.
     """
-    where = [where_id(image_id, did="query_did", obs_id="query_obs_id"),
-             f"model_id = {int(model_id)}"]
+    if model_id is None:
+        model = ("model_id IN (SELECT MIN(m.model_id) FROM similarity.models AS m\n"
+                 "  JOIN similarity.images AS i ON i.collection = m.collection\n"
+                 f"  WHERE i.{where_id(image_id)})")
+    else:
+        model = f"model_id = {int(model_id)}"
+    where = [where_id(image_id, did="query_did", obs_id="query_obs_id"), model]
     if exclude_radius_deg is not None:
         where.append(
             "(s_ra IS NULL OR query_ra IS NULL OR DISTANCE(POINT('ICRS', s_ra, s_dec), "
@@ -144,17 +151,22 @@ def region_query(ra: float, dec: float, radius_deg: float, top: int,
             "ORDER BY ang_sep, obs_publisher_did")
 
 
-def region_similar_query(ra: float, dec: float, radius_deg: float, model_id: int,
+def region_similar_query(ra: float, dec: float, radius_deg: float, model_id: int | None,
                          neighbours: int, top: int) -> str:
     """Each image in a cone with its ``neighbours`` nearest: one row per (image, rank).
 
     The rows are ``similarity.similar_by_model``'s (``query_*`` columns: the
     image in the cone; the others: its neighbour), the images nearest the
-    centre first (``ang_sep``, degrees), then by rank.
+    centre first (``ang_sep``, degrees), then by rank.  ``model_id`` None:
+    each image's neighbours by the default model of its own collection (the
+    collection's lowest ``model_id``).
     """
+    model = (f"s.model_id = {int(model_id)}" if model_id is not None else
+             "s.model_id IN (SELECT MIN(m.model_id) FROM similarity.models AS m\n"
+             "  GROUP BY m.collection)")
     return (f"SELECT TOP {int(top)} {_sep('s.query_ra', 's.query_dec', ra, dec)} AS ang_sep, s.*\n"
             "FROM similarity.similar_by_model AS s\n"
-            f"WHERE s.model_id = {int(model_id)} AND s.rank <= {int(neighbours)}\n"
+            f"WHERE {model} AND s.rank <= {int(neighbours)}\n"
             f"  AND {_cone('s.query_ra', 's.query_dec', ra, dec, radius_deg)}\n"
             "ORDER BY ang_sep, query_did, rank")
 

@@ -142,7 +142,9 @@ class SimilarityClass(SampMixin, BaseQuery):
         Args:
             did: the image's ``obs_publisher_did`` (``ivo://...``) or ``obs_id``.
             n: how many (1..1000).
-            model: model name or ``model_id`` (default ``conf.default_model``).
+            model: model name or ``model_id`` (default ``conf.default_model``,
+                and where that is empty the default model of the image's own
+                collection: its first published one).
             exclude_same_target: leave out images whose centre lies within this
                 angle of the query image's (e.g. ``1 * u.deg``).
             get_query_payload: return the ADQL instead of running it.
@@ -161,13 +163,22 @@ class SimilarityClass(SampMixin, BaseQuery):
         radius = (None if exclude_same_target is None
                   else check_radius(exclude_same_target, name="exclude_same_target",
                                     allow_zero=True))
-        adql = q.similar_query(did, self._model(model).model_id, n, radius)
+        adql = q.similar_query(did, self._default_model_of_each(model), n, radius)
         if get_query_payload:
             return adql
         table = self.query_tap(adql)
         if len(table) == 0:
             self._check_published(did)
         return table
+
+    def _default_model_of_each(self, model: str | int | None) -> int | None:
+        """The ``model_id`` for queries about images of any collection; None:
+        each image's own collection's default model, left to the server
+        (several collections, no model asked for, no ``conf.default_model``)."""
+        if (model is None and not str(conf.default_model).strip()
+                and len(self._catalogue().collections) > 1):
+            return None
+        return self._model(model).model_id
 
     def _check_published(self, did: str) -> None:
         if not len(self.query_tap(q.id_check_query(did))):
@@ -288,11 +299,13 @@ class SimilarityClass(SampMixin, BaseQuery):
             radius: the cone's radius (an angle Quantity).
             neighbours: 0 for the images only; k > 0 for each image's k
                 nearest neighbours as extra rows (see Returns).
-            model: the model of the neighbours (default: the default model, or
-                the first of ``collection``).
+            model: the model of the neighbours (default ``conf.default_model``;
+                where that is empty, the first model of ``collection``, or
+                without ``collection`` each image's by the first model of its
+                own collection).
             collection: the images of this collection only (``obs_collection``;
                 :meth:`list_collections`); default: every collection (with
-                neighbours: the model's).
+                neighbours and a model named: the model's).
             get_query_payload: return the ADQL instead of running it.
 
         Returns:
@@ -313,8 +326,9 @@ class SimilarityClass(SampMixin, BaseQuery):
             adql = q.region_query(ra, dec, radius_deg, top,
                                   [collection] if collection else self.list_collections())
         else:
-            adql = q.region_similar_query(ra, dec, radius_deg,
-                                          self._model(model, collection).model_id, k, top)
+            model_id = (self._default_model_of_each(model) if collection is None
+                        else self._model(model, collection).model_id)
+            adql = q.region_similar_query(ra, dec, radius_deg, model_id, k, top)
         if get_query_payload:
             return adql
         table = self.query_tap(adql)
