@@ -45,7 +45,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "install: Python packages (the client, and the pipeline extra: torch, lightly, ...); the first time takes a few minutes"
     .venv/bin/pip install -q --disable-pip-version-check -e '.[pipeline,cluster,dev]' 2>&1 \
         | grep -v "is ignored: it is neither a file nor a directory" || true
-    .venv/bin/python -c "import vo_similarity.client, torch, torchvision, lightly, onnx, distributed" \
+    .venv/bin/python -c "import vo_similarity.client, torch, torchvision, lightly, onnx, numba, distributed" \
         || { echo "install: the Python environment is broken (see above)" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi

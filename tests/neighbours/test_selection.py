@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vo_similarity.neighbours import cpu_select
+from vo_similarity.neighbours import cpu_kernels, cpu_select
 from vo_similarity.neighbours.selection import order_keys, topk_block, topk_exact
 
 
@@ -78,3 +78,44 @@ def test_cpu_selection_is_the_same_with_one_or_two_threads():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def _reference_candidate_keys(rows: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """The compiled loop's answer written plainly: each row's kept keys, padded."""
+    kept = [cpu_select.rank_keys(row[row >= t], np.flatnonzero(row >= t))
+            for row, t in zip(rows, thresholds)]
+    width = max((len(k) for k in kept), default=0)
+    out = np.full((len(rows), width), np.iinfo(np.uint64).max, dtype=np.uint64)
+    for r, keys in enumerate(kept):
+        out[r, :len(keys)] = keys
+    return out
+
+
+def test_compiled_candidates_equal_the_plain_reference():
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((9, 3001)).astype(np.float32)
+    rows[1] = rng.integers(0, 3, 3001)        # ties at the threshold
+    rows[2, ::5] = -np.inf                    # excluded entries
+    rows[3, :40] = -0.0                       # -0 keys as +0
+    rows[4] = 0.0
+    thresholds = np.quantile(rows, 0.93, axis=1).astype(np.float32)
+    thresholds[3] = 0.0
+    thresholds[5] = np.inf                    # a row that keeps nothing
+    thresholds[6] = -np.inf                   # one that keeps everything
+    got = cpu_kernels.candidate_keys(rows, thresholds)
+    want = _reference_candidate_keys(rows, thresholds)
+    assert got.dtype == np.uint64 and np.array_equal(got, want)
+    assert cpu_kernels.candidate_keys(rows[:0], thresholds[:0]).shape == (0, 0)
+
+
+def test_compiled_decoding_equals_the_plain_one():
+    values = np.array([[-np.inf, -2.5, -0.0, 0.0], [1e-30, 0.5, 3.0, np.float32(7e37)]],
+                      dtype=np.float32)
+    columns = np.array([[0, 1, 2, 3], [4, 9, 5, 2**31 - 1]])
+    keys = cpu_select.rank_keys(values, columns)
+    out_values = np.empty(values.shape, np.float32)
+    out_columns = np.empty(values.shape, np.int64)
+    cpu_kernels.decode_keys_into(keys, 5, out_values, out_columns)
+    want_values, want_columns = cpu_select.decode_rank_keys(keys)
+    assert np.array_equal(out_values.view(np.int32), want_values.view(np.int32))
+    assert np.array_equal(out_columns, want_columns + 5)

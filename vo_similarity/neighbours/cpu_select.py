@@ -13,21 +13,22 @@ k-selection). Here, for a chunk of rows at a time:
    is a lower bound of the k-th largest value, because those k maxima are k
    distinct elements of the row. On clustered unit vectors only ~20 % more
    than k elements per row reach it.
-2. **Candidates.** The elements not below the threshold (ties included) are
-   found with one vectorised comparison and ``numpy.flatnonzero``.
-3. **Exact order.** Each candidate becomes one uint64 key, the order-preserving
+2. **Candidates.** Each candidate becomes one uint64 key, the order-preserving
    integer of its float32 value (inverted) in the high half and its column in
-   the low half, so ascending keys are (value descending, column ascending):
-   ``numpy.partition`` and ``numpy.sort`` on the keys (vectorised with
-   AVX-512 / x86-simd-sort in numpy ≥ 2) give the exact top k with the id
-   tie-break of :func:`vo_similarity.neighbours.selection.topk_block`.
+   the low half, so ascending keys are (value descending, column ascending).
+   The elements not below the threshold (ties included) are found and packed
+   by one compiled loop (:mod:`vo_similarity.neighbours.cpu_kernels`):
+   numpy's ways of finding them cost twice the rest of the selection.
+3. **Exact order.** ``numpy.partition`` and ``numpy.sort`` on the keys
+   (vectorised with AVX-512 / x86-simd-sort in numpy ≥ 2) give the exact top
+   k with the id tie-break of :func:`vo_similarity.neighbours.selection.topk_block`.
 
 Every candidate is kept, so rows with many ties need no special path: the
-answer equals ``topk_block``'s, at about 1.7 ns per element on one core of an
-AVX-512 machine and ~4 ns on an AVX2-only one, where numpy's sorts are scalar
-(``topk_block``: ~15 ns). Chunks of rows are handled by a
-thread pool of ``torch.get_num_threads()`` workers; numpy releases the GIL in
-all of the steps above.
+answer equals ``topk_block``'s, at about 2 ns per element on one core of an
+AVX-512 machine, 1.2 ns on two (``topk_block``: ~15 ns); on an AVX2-only one
+numpy's sorts are scalar. Chunks of rows are handled by a thread pool of
+``torch.get_num_threads()`` workers; numpy and the compiled loop release the
+GIL.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+# numba's kernels: compiled on first use, then cached beside the module
+from vo_similarity.neighbours.cpu_kernels import candidate_keys, decode_keys_into
+
 __all__ = ["decode_rank_keys", "rank_keys", "topk_rows"]
 
 #: Rows per task: a few MiB of similarities stay in the core's cache.
@@ -47,7 +51,6 @@ GROUPS_PER_K = 4
 
 _LOW = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
-_NONE = np.iinfo(np.uint64).max  # padding: after every real key
 
 
 def rank_keys(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -82,22 +85,10 @@ def _lower_bound(rows: np.ndarray, k: int) -> np.ndarray | None:
 
 def _candidate_keys(rows: np.ndarray, k: int) -> np.ndarray:
     """``[c, m]`` keys holding every element that can be in its row's top k, padded."""
-    c, n = rows.shape
     threshold = _lower_bound(rows, k)
     if threshold is None:
-        return rank_keys(rows, np.broadcast_to(np.arange(n), rows.shape))
-    flat = np.flatnonzero(rows >= threshold[:, None])  # ascending, so grouped by row
-    # Row by row bounds by binary search: an integer division of every index
-    # (divmod) would cost as much as finding them.
-    starts = np.searchsorted(flat, np.arange(c + 1) * n)
-    counts = np.diff(starts)
-    width = int(counts.max())
-    row = np.arange(c)
-    columns = flat - np.repeat(row * n, counts)
-    slots = np.arange(len(flat)) + np.repeat(row * width - starts[:-1], counts)
-    keys = np.full(c * width, _NONE, dtype=np.uint64)
-    keys[slots] = rank_keys(rows.reshape(-1)[flat], columns)
-    return keys.reshape(c, width)
+        return rank_keys(rows, np.broadcast_to(np.arange(rows.shape[1]), rows.shape))
+    return candidate_keys(rows, np.ascontiguousarray(threshold, dtype=np.float32))
 
 
 def _select_chunk(rows: np.ndarray, k: int, column_offset: int,
@@ -106,9 +97,7 @@ def _select_chunk(rows: np.ndarray, k: int, column_offset: int,
     if keys.shape[1] > k:
         keys = np.partition(keys, k - 1, axis=1)[:, :k]
     keys.sort(axis=1)
-    values, columns = decode_rank_keys(keys)
-    out_values[:] = values
-    out_columns[:] = columns + column_offset
+    decode_keys_into(keys, column_offset, out_values, out_columns)
 
 
 @functools.cache
