@@ -8,6 +8,21 @@ from vo_similarity.neighbours import cpu_kernels, cpu_select
 from vo_similarity.neighbours.selection import order_keys, topk_block, topk_exact
 
 
+def rank_keys(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """The CPU selection's keys written plainly in numpy: ascending order is
+    (value descending, column ascending)."""
+    bits = (values.astype(np.float32, copy=False) + np.float32(0)).view(np.int32).astype(np.int64)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return ((0x7FFFFFFF - ordered).astype(np.uint64) << np.uint64(32)) | columns.astype(np.uint64)
+
+
+def decode_rank_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 values and int64 columns packed by :func:`rank_keys`."""
+    ordered = 0x7FFFFFFF - (keys >> np.uint64(32)).astype(np.int64)
+    bits = (ordered ^ ((ordered >> 31) & 0x7FFFFFFF)).astype(np.int32)
+    return bits.view(np.float32), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
 def test_order_keys_follow_value_then_position():
     values = torch.tensor([-math.inf, -2.5, -0.0, 0.0, 1e-30, 0.5, 0.5, 3.0])
     positions = torch.tensor([0, 1, 2, 3, 4, 9, 5, 6])
@@ -59,11 +74,14 @@ def test_cpu_selection_equals_torch_selection(n, k):
 def test_cpu_keys_round_trip_and_order():
     values = np.array([-np.inf, -2.5, -0.0, 0.0, 1e-30, 0.5, 0.5, 3.0], dtype=np.float32)
     columns = np.array([0, 1, 2, 3, 4, 9, 5, 6])
-    keys = cpu_select.rank_keys(values, columns)
+    keys = rank_keys(values, columns)
     # ascending keys: 3.0; 0.5 at column 5 before 0.5 at 9; 1e-30; +-0 by column; -2.5; -inf
     assert np.argsort(keys).tolist() == [7, 6, 5, 4, 2, 3, 1, 0]
-    back, cols = cpu_select.decode_rank_keys(keys)
+    back, cols = decode_rank_keys(keys)
     assert np.array_equal(back, values) and np.array_equal(cols, columns)  # -0 comes back as +0
+    # the compiled keys of every element (the selection's path for short rows)
+    every = cpu_kernels.candidate_keys(values[None], np.array([-np.inf], dtype=np.float32))
+    assert np.array_equal(every, rank_keys(values, np.arange(len(values)))[None])
 
 
 def test_cpu_selection_is_the_same_with_one_or_two_threads():
@@ -82,7 +100,7 @@ def test_cpu_selection_is_the_same_with_one_or_two_threads():
 
 def _reference_candidate_keys(rows: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """The compiled loop's answer written plainly: each row's kept keys, padded."""
-    kept = [cpu_select.rank_keys(row[row >= t], np.flatnonzero(row >= t))
+    kept = [rank_keys(row[row >= t], np.flatnonzero(row >= t))
             for row, t in zip(rows, thresholds)]
     width = max((len(k) for k in kept), default=0)
     out = np.full((len(rows), width), np.iinfo(np.uint64).max, dtype=np.uint64)
@@ -112,10 +130,10 @@ def test_compiled_decoding_equals_the_plain_one():
     values = np.array([[-np.inf, -2.5, -0.0, 0.0], [1e-30, 0.5, 3.0, np.float32(7e37)]],
                       dtype=np.float32)
     columns = np.array([[0, 1, 2, 3], [4, 9, 5, 2**31 - 1]])
-    keys = cpu_select.rank_keys(values, columns)
+    keys = rank_keys(values, columns)
     out_values = np.empty(values.shape, np.float32)
     out_columns = np.empty(values.shape, np.int64)
     cpu_kernels.decode_keys_into(keys, 5, out_values, out_columns)
-    want_values, want_columns = cpu_select.decode_rank_keys(keys)
+    want_values, want_columns = decode_rank_keys(keys)
     assert np.array_equal(out_values.view(np.int32), want_values.view(np.int32))
     assert np.array_equal(out_columns, want_columns + 5)

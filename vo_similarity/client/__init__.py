@@ -33,7 +33,8 @@ class Conf(_config.ConfigNamespace):
     default_model = _config.ConfigItem(
         "", "Model used when a method gets model=None: a name or a model_id of "
             "similarity.models; empty means the first published model (lowest model_id), "
-            "and for query_similar that of the query image's collection.")
+            "and for query_similar and query_region's neighbours that of each query "
+            "image's collection.")
 
 
 conf = Conf()

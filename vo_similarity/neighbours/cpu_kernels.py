@@ -1,12 +1,13 @@
-"""The one compiled loop of the CPU selection: candidates of a chunk of rows as keys.
+"""The compiled loops of the CPU selection: a chunk's candidates as keys, and back.
 
+The keys are those of :mod:`vo_similarity.neighbours.cpu_select` (step 2).
 numpy has no fast stream compaction: ``flatnonzero``, boolean indexing,
 ``compress`` and ``extract`` all cost about 1 ns per element of the block on
 one core (of an AVX-512 machine), half of the whole selection, although only
 ~5 % of the elements are kept. This loop writes every column number to the
 next free slot and advances the slot by the comparison, without a branch
-(~0.45 ns per element), then packs the kept elements into the uint64 keys of
-:func:`vo_similarity.neighbours.cpu_select.rank_keys`, bit for bit.
+(~0.45 ns per element), then packs the kept elements into keys;
+:func:`decode_keys_into` turns the selected keys back into values and columns.
 
 Compiled by numba on first use and cached beside this file
 (``cache=True``); ``nogil`` lets the selection's thread pool run it on
@@ -48,7 +49,7 @@ def candidate_keys(rows: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     keys = np.empty((c, width), np.uint64)
     # A row's columns, one spare slot for the last write. Small on purpose: a
     # scratch of the row's length would be fresh memory in every call, and
-    # the kernel's huge pages make each first touch of it expensive.
+    # Linux's transparent huge pages make each first touch of it expensive.
     columns = np.empty(width + 1, np.int32)
     for r in range(c):
         threshold = thresholds[r]
@@ -59,7 +60,7 @@ def candidate_keys(rows: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
             m += row[j] >= threshold
         for i in range(m):
             j = columns[i]
-            # as rank_keys: +0 folds -0 onto +0, then the order-preserving integer
+            # +0 folds -0 onto +0, then the order-preserving integer
             bits = np.int64(np.float32(row[j] + np.float32(0.0)).view(np.int32))
             ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
             keys[r, i] = (np.uint64(0x7FFFFFFF - ordered) << np.uint64(32)) | np.uint64(j)
@@ -71,8 +72,8 @@ def candidate_keys(rows: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 @njit(nogil=True, cache=True)
 def decode_keys_into(keys: np.ndarray, column_offset: int, out_values: np.ndarray,
                      out_columns: np.ndarray) -> None:
-    """:func:`vo_similarity.neighbours.cpu_select.decode_rank_keys` of ``[c, k]``
-    keys, written into float32 values and int64 columns plus ``column_offset``."""
+    """The float32 values and the columns (plus ``column_offset``) of ``[c, k]``
+    keys of :func:`candidate_keys`, written into ``out_values`` and ``out_columns``."""
     c, k = keys.shape
     for r in range(c):
         for i in range(k):

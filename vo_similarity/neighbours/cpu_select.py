@@ -13,9 +13,11 @@ k-selection). Here, for a chunk of rows at a time:
    is a lower bound of the k-th largest value, because those k maxima are k
    distinct elements of the row. On clustered unit vectors only ~20 % more
    than k elements per row reach it.
-2. **Candidates.** Each candidate becomes one uint64 key, the order-preserving
-   integer of its float32 value (inverted) in the high half and its column in
-   the low half, so ascending keys are (value descending, column ascending).
+2. **Candidates.** Each candidate becomes one uint64 key: its float32 bit
+   pattern mapped to an int32 of the same order (negative floats have their
+   magnitude bits flipped, −0 is folded onto +0), inverted, in the high half
+   and its column (< 2³¹) in the low half, so ascending keys are (value
+   descending, column ascending).
    The elements not below the threshold (ties included) are found and packed
    by one compiled loop (:mod:`vo_similarity.neighbours.cpu_kernels`):
    numpy's ways of finding them cost twice the rest of the selection.
@@ -42,35 +44,12 @@ import torch
 # numba's kernels: compiled on first use, then cached beside the module
 from vo_similarity.neighbours.cpu_kernels import candidate_keys, decode_keys_into
 
-__all__ = ["decode_rank_keys", "rank_keys", "topk_rows"]
+__all__ = ["topk_rows"]
 
 #: Rows per task: a few MiB of similarities stay in the core's cache.
 CHUNK_ROWS = 32
 #: Column groups per selected neighbour for the threshold (G = GROUPS_PER_K * k).
 GROUPS_PER_K = 4
-
-_LOW = np.uint64(0xFFFFFFFF)
-_SHIFT = np.uint64(32)
-
-
-def rank_keys(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """uint64 keys whose ascending order is (value descending, column ascending).
-
-    The float32 bit pattern is mapped to an int32 of the same order (negative
-    floats have their magnitude bits flipped; −0 is folded onto +0), inverted
-    into the high 32 bits; the column (< 2³¹) is the low half.
-    """
-    bits = (values.astype(np.float32, copy=False) + np.float32(0)).view(np.int32).astype(np.int64)
-    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-    return ((0x7FFFFFFF - ordered).astype(np.uint64) << _SHIFT) | columns.astype(np.uint64)
-
-
-def decode_rank_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The float32 values and int64 columns packed by :func:`rank_keys`."""
-    ordered = 0x7FFFFFFF - (keys >> _SHIFT).astype(np.int64)
-    bits = (ordered ^ ((ordered >> 31) & 0x7FFFFFFF)).astype(np.int32)
-    return bits.view(np.float32), (keys & _LOW).astype(np.int64)
-
 
 def _lower_bound(rows: np.ndarray, k: int) -> np.ndarray | None:
     """Per row, a value not above its k-th largest; None when rows are too short to gain."""
@@ -86,8 +65,8 @@ def _lower_bound(rows: np.ndarray, k: int) -> np.ndarray | None:
 def _candidate_keys(rows: np.ndarray, k: int) -> np.ndarray:
     """``[c, m]`` keys holding every element that can be in its row's top k, padded."""
     threshold = _lower_bound(rows, k)
-    if threshold is None:
-        return rank_keys(rows, np.broadcast_to(np.arange(rows.shape[1]), rows.shape))
+    if threshold is None:  # every element (-inf entries too) is a candidate
+        threshold = np.full(rows.shape[0], -np.inf, dtype=np.float32)
     return candidate_keys(rows, np.ascontiguousarray(threshold, dtype=np.float32))
 
 
