@@ -43,6 +43,7 @@ import torch
 
 # numba's kernels: compiled on first use, then cached beside the module
 from vo_similarity.neighbours.cpu_kernels import candidate_keys, decode_keys_into
+from vo_similarity.neighbours.memory import empty_array
 
 __all__ = ["topk_rows"]
 
@@ -104,10 +105,9 @@ def topk_rows(block: torch.Tensor, k: int, *, column_offset: int = 0
         raise ValueError(f"k={k} exceeds the {n} columns of the block")
     if n >= 2**31:
         raise ValueError(f"a block row of {n} columns does not fit the 31-bit column keys")
-    # torch's allocator, not numpy's: see vo_similarity.neighbours.memory
-    values_t = torch.empty((b, k), dtype=torch.float32, device="cpu")
-    positions_t = torch.empty((b, k), dtype=torch.int64, device="cpu")
-    values, positions = values_t.numpy(), positions_t.numpy()
+    # no huge-page advice on these results: see vo_similarity.neighbours.memory
+    values, positions = empty_array((b, k), np.float32), empty_array((b, k), np.int64)
+    values_t, positions_t = torch.from_numpy(values), torch.from_numpy(positions)
     if k and b:
         data = block.detach().contiguous().numpy()
         starts = range(0, b, CHUNK_ROWS)

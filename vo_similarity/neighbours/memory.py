@@ -7,28 +7,39 @@ of such an array may stall in direct memory compaction: on the development
 machines (AMD EPYC virtual machines) writing the 2 × 80 MB of results of a
 20,000-image k-NN into fresh ``np.zeros`` arrays took 2.0 s, against 0.13 s
 with ``NUMPY_MADVISE_HUGEPAGE=0`` — half as long again as the whole matrix
-product (docs/neighbours.md, "Memory").  torch's CPU allocator gives no such
-advice, so the neighbour stage takes its large results from it and hands them
-out as numpy arrays (which keep the tensor alive).
+product (docs/neighbours.md, "Memory").
+
+The neighbour stage therefore takes its large arrays from a private anonymous
+map of their own.  A fresh map carries no advice whatever the process did
+before; memory from ``malloc`` (torch's CPU allocator, for one) does not
+promise that: once glibc's dynamic mmap threshold has risen, a large block can
+come from heap pages that an earlier numpy array had advised.
 """
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
-import torch
 
 __all__ = ["empty_array"]
 
+#: numpy advises arrays from this size on; smaller ones need no map of their own.
+_ADVICE_THRESHOLD = 4 << 20
+
 
 def empty_array(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialised C-contiguous numpy array from torch's CPU allocator
-    (numpy's own for a dtype torch does not have)."""
-    torch_dtype = _TORCH.get(np.dtype(dtype))
-    if torch_dtype is None:
+    """An uninitialised, writable C-contiguous array that carries no huge-page advice.
+
+    Arrays of 4 MiB or more live in a private anonymous map (page-aligned,
+    zero-filled by the kernel on first touch, unmapped when the last view of
+    the array goes); smaller ones come from ``np.empty``.
+    """
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    nbytes = count * dtype.itemsize
+    if nbytes < _ADVICE_THRESHOLD:
         return np.empty(shape, dtype=dtype)
-    return torch.empty(shape, dtype=torch_dtype, device="cpu").numpy()
-
-
-_TORCH = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
-          np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64,
-          np.dtype(np.uint8): torch.uint8, np.dtype(np.bool_): torch.bool}
+    buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                       prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
