@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from vo_similarity.workdir import WorkDir
 
     set_threads(args.threads)
+    # loading torch takes ~1 s: before the clock, which times the work itself
+    import torch  # noqa: F401
+
     model = WorkDir(args.workdir).model(args.model)
     start = time.perf_counter()
     summary = compute_model_neighbours(

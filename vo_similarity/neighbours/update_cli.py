@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from vo_similarity.workdir import WorkDir
 
     set_threads(args.threads)
+    # loading torch takes ~1 s: before the clock, which times the work itself
+    import torch  # noqa: F401
+
     work = WorkDir(args.workdir)
     start = time.perf_counter()
     result = update_model_neighbours(
