@@ -33,8 +33,7 @@ def _plain(table: Table, name: str) -> list:
     column = table[name]
     if isinstance(column, MaskedColumn):  # astropy reads ECSV's "" as masked
         column = column.filled(np.nan if column.dtype.kind == "f" else "")
-    return [v if isinstance(v, float) else v.item() if hasattr(v, "item") else v
-            for v in column.tolist()]
+    return column.tolist()
 
 
 def _assert_columns_equal(a: Table, b: Table):

@@ -54,7 +54,8 @@ def _header_lines(meta: Mapping[str, Any]) -> list[str]:
     from astropy.table.meta import get_yaml_from_table
 
     names = list(MANIFEST_COLUMNS)
-    empty = Table(names=names, dtype=[_NUMPY[_datatype(c)] if _datatype(c) != "string" else str
+    # numpy's str (not object) is what astropy writes as a plain ``string`` column
+    empty = Table(names=names, dtype=[str if _datatype(c) == "string" else _NUMPY[_datatype(c)]
                                       for c in names])
     for name, description in MANIFEST_COLUMNS.items():
         empty[name].description = description
