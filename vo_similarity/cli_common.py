@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TextIO
@@ -217,6 +218,20 @@ def require_trained(workdir: str, model: str) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: run `vo-similarity train {workdir} "
                                     f"--model {model}` first")
+
+
+def passive_openmp_wait() -> None:
+    """Have torch's OpenMP threads sleep, not spin, when a parallel region ends.
+
+    The k-NN alternates torch's multi-threaded matrix product with the
+    selection's own threads (:mod:`vo_similarity.neighbours.cpu_select`);
+    by default OpenMP threads spin for a while after each region, on the
+    cores the selection then needs (docs/neighbours.md, "Speed on the CPU").
+    OpenMP reads ``OMP_WAIT_POLICY`` when torch loads, so this acts only
+    before the process's first ``import torch``; a value the user set stays.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def set_threads(n: int | None) -> None:

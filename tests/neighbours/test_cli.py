@@ -52,3 +52,25 @@ def test_cli_module_and_package_stay_light():
             "assert 'torch' not in sys.modules and 'numba' not in sys.modules; "
             "assert callable(n.refine) and callable(n.find_neighbours)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose():
+    """The policy must reach OpenMP before torch loads it, and a user's own value stays."""
+    import os
+    import subprocess
+    import sys
+    code = ("import os, sys; from vo_similarity.cli_common import passive_openmp_wait; "
+            "passive_openmp_wait(); import torch; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert got == ["PASSIVE", "True"]
+    got = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_WAIT_POLICY="ACTIVE"),
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert got == ["ACTIVE", "True"]
+    late = ("import os, torch; from vo_similarity.cli_common import passive_openmp_wait; "
+            "passive_openmp_wait(); print(os.environ.get('OMP_WAIT_POLICY'))")
+    got = subprocess.run([sys.executable, "-c", late], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert got == ["None"]  # too late to act: torch's OpenMP has read its settings

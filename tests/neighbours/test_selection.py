@@ -71,6 +71,20 @@ def test_cpu_selection_equals_torch_selection(n, k):
     assert torch.equal(got[1], ref[1])
 
 
+def test_cpu_selection_fills_given_arrays_and_checks_them():
+    gen = torch.Generator().manual_seed(3)
+    block = torch.randn(70, 6000, generator=gen)
+    out = np.full((70, 25), np.nan, np.float32), np.full((70, 25), -1, np.int64)
+    values, positions = cpu_select.topk_rows(block, 25, column_offset=4, out=out)
+    ref = topk_block(block, 25, column_offset=4)
+    assert torch.equal(values, ref[0]) and torch.equal(positions, ref[1])
+    assert np.shares_memory(values.numpy(), out[0]) and np.shares_memory(positions.numpy(), out[1])
+    with pytest.raises(ValueError, match="C-contiguous float32 and int64 arrays of shape"):
+        cpu_select.topk_rows(block, 25, out=(out[0][:, :20], out[1]))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cpu_select.topk_rows(block, 25, out=(out[0].astype(np.float64), out[1]))
+
+
 def test_cpu_keys_round_trip_and_order():
     values = np.array([-np.inf, -2.5, -0.0, 0.0, 1e-30, 0.5, 0.5, 3.0], dtype=np.float32)
     columns = np.array([0, 1, 2, 3, 4, 9, 5, 6])

@@ -4,7 +4,9 @@ Every backend is a generator ``(x, k, *, block_size, ...) -> (q0, q1, dist,
 pos)`` over query blocks of the database ``x`` (float32 unit vectors in
 position order, see :mod:`vo_similarity.neighbours.search`): ``dist`` holds
 float32 L2 distances and ``pos`` int64 positions, ``[q1-q0, k]``, nearest
-first, ties by smaller position, self excluded.
+first, ties by smaller position, self excluded. A block's arrays may share
+memory with the next block's (the torch backend reuses its result buffers on
+the CPU): consumers copy what they keep before asking for the next block.
 
 * ``torch`` (default): :func:`vo_similarity.neighbours.blocks.knn_blocks`, on
   the CPU or a CUDA device, optionally with a bf16/fp16 matrix product.

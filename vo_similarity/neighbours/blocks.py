@@ -24,9 +24,11 @@ import logging
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from vo_similarity.neighbours import cpu_select
+from vo_similarity.neighbours.memory import empty_array
 from vo_similarity.neighbours.rerank import reduced_precision_dtype, rerank_topk
 from vo_similarity.neighbours.selection import topk_block, topk_exact
 
@@ -67,33 +69,43 @@ def _exclude_self(block: torch.Tensor, q0: int, c0: int) -> None:
         block[rows, rows + (q0 - c0)] = -torch.inf
 
 
-def _select(sims: torch.Tensor, k: int, column_offset: int
+def _select(sims: torch.Tensor, k: int, column_offset: int,
+            out: tuple[np.ndarray, np.ndarray] | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k of a block: the threshold filter on the CPU, torch on a GPU."""
+    """Exact top-k of a block: the threshold filter on the CPU (into ``out``
+    when given), torch on a GPU."""
     if sims.device.type == "cpu":
-        return cpu_select.topk_rows(sims, k, column_offset=column_offset)
+        return cpu_select.topk_rows(sims, k, column_offset=column_offset, out=out)
     return topk_block(sims, k, column_offset=column_offset)
 
 
 def _search_query_block(x: torch.Tensor, x_low: torch.Tensor | None, q0: int, q1: int,
-                        k: int, column_block_size: int, eps: float, buffer: torch.Tensor
+                        k: int, column_block_size: int, eps: float, buffer: torch.Tensor,
+                        results: tuple[np.ndarray, np.ndarray] | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k similarities and positions of queries ``q0:q1`` over all columns.
 
     ``buffer`` is flat float32 storage for one similarity block, reused for
     every block: a fresh block of a few hundred MiB per product would cost
     page faults and the kernel's zeroing of new pages (on the CPU about a
-    third of the product's time, measured).
+    third of the product's time, measured). ``results`` (flat float32 and
+    int64 arrays of at least ``(q1 - q0) * k`` elements, CPU only) receive the
+    answer when one column block covers every column, for the same reason.
     """
+    n = x.shape[0]
     queries = x[q0:q1]
+    out = None
+    if results is not None and x_low is None and n <= column_block_size:
+        size = (q1 - q0) * k
+        out = results[0][:size].reshape(q1 - q0, k), results[1][:size].reshape(q1 - q0, k)
     best: tuple[torch.Tensor, torch.Tensor] | None = None
-    for c0, c1 in block_ranges(x.shape[0], column_block_size):
+    for c0, c1 in block_ranges(n, column_block_size):
         kk = min(k, c1 - c0)
         if x_low is None:
             sims = torch.mm(queries, x[c0:c1].T,
                             out=buffer[:(q1 - q0) * (c1 - c0)].view(q1 - q0, c1 - c0))
             _exclude_self(sims, q0, c0)
-            part = _select(sims, kk, c0)
+            part = _select(sims, kk, c0, out)
         else:
             approx = (x_low[q0:q1] @ x_low[c0:c1].T).to(torch.float32)
             _exclude_self(approx, q0, c0)
@@ -146,17 +158,23 @@ def knn_blocks(x: torch.Tensor, k: int, *, block_size: int = 1024,
     Yields:
         ``(q0, q1, similarities, positions)`` for query rows ``q0:q1``:
         ``[q1-q0, k]`` float32 similarities and int64 positions on ``x``'s
-        device, best first, ties by smaller position, self excluded.
+        device, best first, ties by smaller position, self excluded. On the
+        CPU a block's tensors may share memory with the next block's: copy
+        what you keep before asking for the next.
     """
     n, d = x.shape
     x_low, eps = _prepare(x, k, precision)
     LOG.info("k-NN of %d vectors of dimension %d, k=%d, blocks %d x %d, %s on %s",
              n, d, k, block_size, column_block_size, precision, x.device)
     buffer = x.new_empty(0 if x_low is not None else min(block_size, n) * min(column_block_size, n))
+    results = None
+    if x.device.type == "cpu":
+        size = min(block_size, n) * k
+        results = empty_array((size,), np.float32), empty_array((size,), np.int64)
     for q0, q1 in block_ranges(n, block_size):
         t0 = time.perf_counter()
         sims, positions = _search_query_block(x, x_low, q0, q1, k, column_block_size, eps,
-                                              buffer)
+                                              buffer, results)
         LOG.debug("query block %d:%d done in %.3f s", q0, q1, time.perf_counter() - t0)
         yield q0, q1, sims, positions
 

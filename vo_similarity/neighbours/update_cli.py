@@ -14,6 +14,7 @@ from vo_similarity.cli_common import (
     add_model,
     add_threads,
     add_workdir,
+    passive_openmp_wait,
     positive_int,
     reports_errors,
     set_threads,
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from vo_similarity.neighbours.store import update_model_neighbours
     from vo_similarity.workdir import WorkDir
 
+    passive_openmp_wait()  # before torch loads
     set_threads(args.threads)
     # loading torch takes ~1 s: before the clock, which times the work itself
     import torch  # noqa: F401
