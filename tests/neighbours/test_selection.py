@@ -85,6 +85,22 @@ def test_cpu_selection_fills_given_arrays_and_checks_them():
         cpu_select.topk_rows(block, 25, out=(out[0].astype(np.float64), out[1]))
 
 
+@pytest.mark.parametrize("ka, kb, k", [(30, 30, 30), (30, 7, 25), (5, 40, 45), (1, 1, 1)])
+def test_compiled_merge_equals_selecting_again(ka, kb, k):
+    gen = torch.Generator().manual_seed(ka * 100 + kb)
+    values = torch.randint(-3, 4, (50, ka + kb), generator=gen).float() / 2  # many ties
+    values[0, :3] = -0.0
+    values[1, ::5] = -torch.inf
+    positions = torch.randperm(50 * (ka + kb), generator=gen).view(50, -1)
+    a = topk_exact(values[:, :ka], positions[:, :ka], ka)
+    b = topk_exact(values[:, ka:], positions[:, ka:], kb)
+    ref = topk_exact(torch.cat([a[0], b[0]], 1), torch.cat([a[1], b[1]], 1), k)
+    out = np.empty((50, k), np.float32), np.empty((50, k), np.int64)
+    cpu_kernels.merge_sorted_into(a[0].numpy(), a[1].numpy(), b[0].numpy(), b[1].numpy(), *out)
+    assert np.array_equal(out[1], ref[1].numpy())
+    assert np.array_equal(out[0].view(np.uint32), ref[0].numpy().view(np.uint32))  # same bits
+
+
 def test_cpu_keys_round_trip_and_order():
     values = np.array([-np.inf, -2.5, -0.0, 0.0, 1e-30, 0.5, 0.5, 3.0], dtype=np.float32)
     columns = np.array([0, 1, 2, 3, 4, 9, 5, 6])

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from vo_similarity.neighbours import cpu_select
+from vo_similarity.neighbours.cpu_kernels import merge_sorted_into
 from vo_similarity.neighbours.memory import empty_array
 from vo_similarity.neighbours.rerank import reduced_precision_dtype, rerank_topk
 from vo_similarity.neighbours.selection import topk_block, topk_exact
@@ -119,11 +120,17 @@ def _search_query_block(x: torch.Tensor, x_low: torch.Tensor | None, q0: int, q1
 def _keep_best(best: tuple[torch.Tensor, torch.Tensor] | None,
                part: tuple[torch.Tensor, torch.Tensor], k: int
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k best of the running result and one column block's."""
+    """The k best of the running result and one column block's (both sorted)."""
     if best is None:
         return part
+    kk = min(k, best[0].shape[1] + part[0].shape[1])
+    if best[0].device.type == "cpu":
+        values = empty_array((best[0].shape[0], kk), np.float32)
+        positions = empty_array((best[0].shape[0], kk), np.int64)
+        merge_sorted_into(*(t.contiguous().numpy() for t in (*best, *part)), values, positions)
+        return torch.from_numpy(values), torch.from_numpy(positions)
     values = torch.cat([best[0], part[0]], dim=1)
-    return topk_exact(values, torch.cat([best[1], part[1]], dim=1), min(k, values.shape[1]))
+    return topk_exact(values, torch.cat([best[1], part[1]], dim=1), kk)
 
 
 def _prepare(x: torch.Tensor, k: int, precision: str

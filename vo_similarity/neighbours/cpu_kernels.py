@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["candidate_keys", "decode_keys_into"]
+__all__ = ["candidate_keys", "decode_keys_into", "merge_sorted_into"]
 
 _NONE = np.uint64(0xFFFFFFFFFFFFFFFF)  # padding: after every real key
 
@@ -82,3 +82,37 @@ def decode_keys_into(keys: np.ndarray, column_offset: int, out_values: np.ndarra
             bits = np.int32(ordered ^ ((ordered >> 31) & 0x7FFFFFFF))
             out_values[r, i] = bits.view(np.float32)
             out_columns[r, i] = np.int64(key & np.uint64(0xFFFFFFFF)) + column_offset
+
+
+@njit(nogil=True, cache=True)
+def merge_sorted_into(values_a: np.ndarray, positions_a: np.ndarray, values_b: np.ndarray,
+                      positions_b: np.ndarray, out_values: np.ndarray,
+                      out_positions: np.ndarray) -> None:
+    """The best ``k = out_values.shape[1]`` of two lists per row, in order.
+
+    Each row of ``a`` and of ``b`` is sorted by value descending, then
+    position ascending (positions distinct between ``a`` and ``b``), and
+    ``k`` is at most the two lengths together; the result is in the same
+    order, so equal values (``-0.0`` and ``+0.0`` among them) come by position.
+    """
+    c, k = out_values.shape
+    ma, mb = values_a.shape[1], values_b.shape[1]
+    for r in range(c):
+        i = 0
+        j = 0
+        for t in range(k):
+            if j >= mb:
+                take_a = True
+            elif i >= ma:
+                take_a = False
+            else:
+                va, vb = values_a[r, i], values_b[r, j]
+                take_a = va > vb or (va == vb and positions_a[r, i] < positions_b[r, j])
+            if take_a:
+                out_values[r, t] = values_a[r, i]
+                out_positions[r, t] = positions_a[r, i]
+                i += 1
+            else:
+                out_values[r, t] = values_b[r, j]
+                out_positions[r, t] = positions_b[r, j]
+                j += 1
