@@ -50,10 +50,22 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["GAVOSETTINGS"] = str(_GUARD)
 
 
+#: what the suite's tools would leave in the temporary folder if let: scratch
+#: DaCHS instances, shared test folders, Dask's scratch space, torchrun's logs
+_LEFTOVERS = ("vo-similarity-dachs-*", "vo-similarity-test-*", "dask-scratch-space",
+              "torchelastic_*")
+
+
+def _temporary_leftovers() -> set[str]:
+    tmp = Path(tempfile.gettempdir())
+    return {path.name for pattern in _LEFTOVERS for path in tmp.glob(pattern)}
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     site = user_site(DEFAULT_SETTINGS)
     if site is not None:
         _user["site"], _user["before"] = site, instance_state(site)
+    _user["temporary"] = _temporary_leftovers()
 
 
 def _command(pid: int) -> str:
@@ -71,6 +83,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                      for c in changed]
     problems += [f"a process of the suite's DaCHS outlived it: {_command(pid)}"
                  for base in STARTED for pid in processes_using(str(base))]
+    problems += [f"the suite left {Path(tempfile.gettempdir()) / name} behind"
+                 for name in sorted(_temporary_leftovers() - _user.get("temporary", set()))]
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         for line in problems:
@@ -116,8 +130,11 @@ def tiny_config() -> TrainConfig:
 # -- a real Dask cluster for the --cluster tests ---------------------------------
 
 @pytest.fixture(scope="module")
-def dask_cluster():
+def dask_cluster(tmp_path_factory):
     """Two worker processes, one thread each, on loopback; gone after the module.
+
+    Dask's scratch folder is pytest's, for this process and the workers (its
+    default, ``/tmp/dask-scratch-space``, would stay behind with lock files).
 
     They are started without the session's GAVOSETTINGS and GAVOCUSTOM (they
     may name a scratch DaCHS by then): multiprocessing's resource tracker, which the workers'
@@ -125,14 +142,19 @@ def dask_cluster():
     process of that DaCHS in the end-of-session check (pytest_sessionfinish).
     """
     distributed = pytest.importorskip("distributed")
+    import dask
+
+    scratch = str(tmp_path_factory.mktemp("dask"))
     saved = {key: os.environ.pop(key) for key in ("GAVOSETTINGS", "GAVOCUSTOM")
              if key in os.environ}
-    try:
-        local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                         host="127.0.0.1", dashboard_address=None,
-                                         worker_dashboard_address=None)
-    finally:
-        os.environ.update(saved)
-    with local:
-        yield local
+    with pytest.MonkeyPatch.context() as patch, dask.config.set({"temporary-directory": scratch}):
+        patch.setenv("DASK_TEMPORARY_DIRECTORY", scratch)
+        try:
+            local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address=None,
+                                             worker_dashboard_address=None)
+        finally:
+            os.environ.update(saved)
+        with local:
+            yield local
 

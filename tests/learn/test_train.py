@@ -83,12 +83,13 @@ def test_epoch_permutation_shards_without_overlap():
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_without_code_changes(tiny_workdir):
+def test_torchrun_two_processes_without_code_changes(tiny_workdir, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "vo_similarity.cli", "-v", "train", str(tiny_workdir.root), "--model", "ddp",
            *TRAIN_ARGS[2:], "--epochs", "2"]
+    # TMPDIR: torchrun leaves a torchelastic_* log folder in the temporary directory
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-2000:]
     md = tiny_workdir.model("ddp")
     assert md.weights.is_file() and "x 2, device cpu" in md.log.read_text()
