@@ -90,17 +90,16 @@ def _search_query_block(x: torch.Tensor, x_low: torch.Tensor | None, q0: int, q1
     every block: a fresh block of a few hundred MiB per product would cost
     page faults and the kernel's zeroing of new pages (on the CPU about a
     third of the product's time, measured). ``results`` (flat float32 and
-    int64 arrays of at least ``(q1 - q0) * k`` elements, CPU only) receive the
-    answer when one column block covers every column, for the same reason.
+    int64 arrays of at least ``(q1 - q0) * k`` elements; see
+    :func:`_result_buffers`) receive the answer, for the same reason.
     """
-    n = x.shape[0]
     queries = x[q0:q1]
     out = None
-    if results is not None and x_low is None and n <= column_block_size:
+    if results is not None:
         size = (q1 - q0) * k
         out = results[0][:size].reshape(q1 - q0, k), results[1][:size].reshape(q1 - q0, k)
     best: tuple[torch.Tensor, torch.Tensor] | None = None
-    for c0, c1 in block_ranges(n, column_block_size):
+    for c0, c1 in block_ranges(x.shape[0], column_block_size):
         kk = min(k, c1 - c0)
         if x_low is None:
             sims = torch.mm(queries, x[c0:c1].T,
@@ -131,6 +130,19 @@ def _keep_best(best: tuple[torch.Tensor, torch.Tensor] | None,
         return torch.from_numpy(values), torch.from_numpy(positions)
     values = torch.cat([best[0], part[0]], dim=1)
     return topk_exact(values, torch.cat([best[1], part[1]], dim=1), kk)
+
+
+def _result_buffers(x: torch.Tensor, k: int, block_size: int, column_block_size: int,
+                    precision: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Flat storage for one query block's answer, reused for every block, where
+    the answer is the CPU selection's own output: an fp32 product on the CPU
+    with one column block over every column (otherwise the answer comes from a
+    merge or a re-rank, in memory of their own)."""
+    n = x.shape[0]
+    if x.device.type != "cpu" or precision != "fp32" or n > column_block_size:
+        return None
+    size = min(block_size, n) * k
+    return empty_array((size,), np.float32), empty_array((size,), np.int64)
 
 
 def _prepare(x: torch.Tensor, k: int, precision: str
@@ -174,10 +186,7 @@ def knn_blocks(x: torch.Tensor, k: int, *, block_size: int = 1024,
     LOG.info("k-NN of %d vectors of dimension %d, k=%d, blocks %d x %d, %s on %s",
              n, d, k, block_size, column_block_size, precision, x.device)
     buffer = x.new_empty(0 if x_low is not None else min(block_size, n) * min(column_block_size, n))
-    results = None
-    if x.device.type == "cpu":
-        size = min(block_size, n) * k
-        results = empty_array((size,), np.float32), empty_array((size,), np.int64)
+    results = _result_buffers(x, k, block_size, column_block_size, precision)
     for q0, q1 in block_ranges(n, block_size):
         t0 = time.perf_counter()
         sims, positions = _search_query_block(x, x_low, q0, q1, k, column_block_size, eps,
